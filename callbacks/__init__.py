@@ -1,0 +1,8 @@
+"""Callbacks of dip_lightning (installed as `dip_lightning.callbacks`)."""
+
+from .artifacts import RunArtifacts
+from .backtracking import Backtracking
+from .guard import NonFiniteGuard
+from .stopping import WMVStopping
+
+__all__ = ["Backtracking", "NonFiniteGuard", "RunArtifacts", "WMVStopping"]

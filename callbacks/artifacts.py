@@ -1,0 +1,79 @@
+"""Write a run's results when fitting ends (or is interrupted): images, uncertainty, metrics, logger images."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from dip_lightning.artifacts import save_image, save_uncertainty, to_uint8, write_metrics
+
+
+def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) -> None:
+    """Send [0, 1] images (1, C, *S) as uint8 to every logger that takes images (W&B)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            for key, image in images.items():
+                array = to_uint8(image[0]).permute(1, 2, 0).numpy()
+                logger.log_image(key=key, images=[array[..., 0] if array.shape[-1] == 1 else array], step=step)
+
+
+class RunArtifacts(L.Callback):
+    """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
+    for samplers posterior_mean.png, uncertainty.png and posterior_std.npy, and metrics.json.
+
+    Also sends the current output to image loggers every `image_every_n_steps` of the task.
+    Runs on rank 0 only; an interrupted run (Ctrl+C, an error) still writes what it has.
+    """
+
+    def __init__(self) -> None:
+        self.start_time = 0.0
+        self.written = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_time = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.is_global_zero and trainer.global_step % pl_module.hparams.image_every_n_steps == 0:
+            _log_images(trainer, {"images/output": pl_module.output}, trainer.global_step)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if int(getattr(pl_module, "step", 0)) > 0:  # something was fitted: keep it
+            self.write(trainer, pl_module, interrupted=True)
+
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, interrupted: bool = False) -> None:
+        if self.written or not trainer.is_global_zero:
+            return
+        self.written = True
+        run_dir = Path(trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        selection = pl_module.select()
+        metrics = pl_module.summary(selection)
+        metrics["seconds"] = time.perf_counter() - self.start_time
+        if interrupted:
+            metrics["interrupted"] = True
+        images = {"restored": selection.image[None], "observation": pl_module.observation}
+        if pl_module.has_ground_truth:
+            images["ground_truth"] = pl_module.ground_truth
+        if selection.std is not None:
+            images["posterior_mean"] = selection.image[None]
+            save_uncertainty(run_dir / "uncertainty.png", selection.std)
+            np.save(run_dir / "posterior_std.npy", selection.std.float().cpu().numpy())
+        for name, image in images.items():
+            save_image(run_dir / f"{name}.png", image[0])
+        write_metrics(run_dir / "metrics.json", metrics)
+        _log_images(trainer, {f"images/{k}": v for k, v in images.items()}, trainer.global_step)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+                               step=trainer.global_step)
+        if metrics.get("nonfinite_loss"):
+            print(f"warning: the loss became non-finite (lower the learning rate); stopped after "
+                  f"{metrics['steps']} steps and saved the best finite output (step {metrics.get('step_selected')})")

@@ -1,0 +1,48 @@
+"""Backtracking: undo a step whose output suddenly fits the observation much worse (DIP's Adam guard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class Backtracking(L.Callback):
+    """Restore the last good parameters when PSNR(A(output), y) falls more than `drop_db` below the last good.
+
+    Done with tensor arithmetic on every step (no host sync): a step is good when its PSNR to the
+    observation is at least the last good PSNR minus `drop_db`; a bad step's update is replaced by the
+    parameters of the last good step. A non-finite PSNR counts as bad.
+    """
+
+    def __init__(self, drop_db: float = 5.0) -> None:
+        self.drop_db = drop_db
+        self.good_params: list[torch.Tensor] = []
+        self.step_params: list[torch.Tensor] = []
+        self.good_psnr: torch.Tensor | None = None
+
+    def _params(self, pl_module: L.LightningModule) -> list[torch.Tensor]:
+        return [p.data for p in pl_module.net.parameters()]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        params = self._params(pl_module)
+        self.good_params = [p.clone() for p in params]
+        self.step_params = [p.clone() for p in params]
+        self.good_psnr = torch.tensor(float("-inf"), device=pl_module.device)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        torch._foreach_copy_(self.step_params, self._params(pl_module))
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        current = pl_module.psnr_observation
+        good = (current >= self.good_psnr - self.drop_db).to(current.dtype)
+        params = self._params(pl_module)
+        # bad step: params <- good_params; good step: good_params <- the params this step started from
+        torch._foreach_add_(params, torch._foreach_mul(torch._foreach_sub(self.good_params, params), 1 - good))
+        torch._foreach_add_(self.good_params,
+                            torch._foreach_mul(torch._foreach_sub(self.step_params, self.good_params), good))
+        self.good_psnr = torch.where(good.bool(), current, self.good_psnr)

@@ -1,0 +1,72 @@
+"""What a run leaves on disk: its directory, images, uncertainty heat maps and metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import kornia.io
+import matplotlib
+import numpy as np
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display needed)
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """Create and return a fresh `root/<YYYYmmdd-HHMMSS>-<name>[-k]` directory (never reused)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        path = Path(root) / (f"{stamp}-{name}" + (f"-{k}" if k else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run directory under {root}")
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float -> uint8 on the CPU (clamped, x255, rounded), same shape."""
+    return image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+
+
+def save_image(path: str | Path, image: torch.Tensor) -> None:
+    """Write a [0, 1] image (C, H, W), C = 1 or 3, as an 8-bit PNG (or JPEG, by suffix)."""
+    kornia.io.write_image(Path(path), to_uint8(image))
+
+
+def save_uncertainty(path: str | Path, std: torch.Tensor, title: str = "posterior std") -> None:
+    """Heat map PNG of a per-pixel std (C, H, W) or (H, W), averaged over channels, with a colour bar.
+
+    Values are shown in image intensity units ([0, 1] scale; the colour bar gives also 0-255 units).
+    """
+    values = std.detach().float().cpu()
+    values = values.mean(0) if values.dim() == 3 else values
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
+    shown = ax.imshow(values.numpy(), cmap="magma", vmin=0)
+    ax.set_axis_off()
+    ax.set_title(f"{title} (mean {values.mean():.4f} = {255 * values.mean():.1f}/255)", fontsize=8)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("std, intensity in [0, 1]", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _json_ready(value):
+    """Tensors and numpy scalars -> plain Python; non-finite floats -> None (JSON has no NaN)."""
+    if isinstance(value, (torch.Tensor, np.generic)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_metrics(path: str | Path, metrics: dict) -> None:
+    """Write `metrics` as sorted, indented JSON (tensor values become numbers)."""
+    clean = {key: _json_ready(value) for key, value in metrics.items()}
+    Path(path).write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")

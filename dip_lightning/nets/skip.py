@@ -1,0 +1,89 @@
+"""The DIP "skip" encoder-decoder (Ulyanov et al. 2018), in 1D and 2D."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import batch_norm, conv, conv_block, downsample, upsample
+
+
+class _Scale(nn.Module):
+    """One scale of the hourglass: skip branch beside a down -> deeper -> up branch, then merge.
+
+    Input (B, in, S) -> output (B, up, S) where S is the spatial size (a multiple of 2^scales left).
+    """
+
+    def __init__(self, dim: int, in_channels: int, down: int, up: int, skip: int, deeper: nn.Module | None,
+                 deeper_channels: int, kernel_size_down: int, kernel_size_up: int, kernel_size_skip: int,
+                 downsample_mode: str, upsample_mode: str, padding_mode: str, norm: bool, act: str,
+                 conv1x1_up: bool) -> None:
+        super().__init__()
+        block = dict(padding_mode=padding_mode, norm=norm, act=act)
+        self.skip = conv_block(dim, in_channels, skip, kernel_size_skip, **block) if skip else None
+        self.down = nn.Sequential(
+            downsample(dim, in_channels, down, kernel_size_down, downsample_mode, padding_mode, norm, act),
+            conv_block(dim, down, down, kernel_size_down, **block),
+        )
+        self.deeper = deeper if deeper is not None else nn.Identity()
+        self.upsample = upsample(dim, upsample_mode)
+        merged = skip + deeper_channels
+        layers = [batch_norm(dim, merged, norm), conv_block(dim, merged, up, kernel_size_up, **block)]
+        if conv1x1_up:
+            layers.append(conv_block(dim, up, up, 1, **block))
+        self.merge = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deep = self.upsample(self.deeper(self.down(x)))
+        if self.skip is not None:
+            deep = torch.cat([self.skip(x), deep], dim=1)
+        return self.merge(deep)
+
+
+class SkipNet(nn.Module):
+    """DIP's skip network: `depth` scales of stride-2 encoder, interpolating decoder, 1x1 skip convs.
+
+    Defaults follow the papers (SCIENCE.md §1): 5 scales x 128 channels, 4 skip channels, 3x3 convs,
+    BatchNorm, LeakyReLU(0.2), reflection padding, bilinear upsampling, 1x1 output conv + sigmoid.
+    `width`/`depth` set every scale at once (for sweeps); the per-scale lists override them.
+    Input (B, in_channels, *S) with each side of S a multiple of 2^depth -> (B, out_channels, *S).
+    `body` maps the input to the last hidden activations, `head` is the output 1x1 conv.
+    """
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 3, *, width: int = 128, depth: int = 5,
+                 skip_channels: int = 4, channels_down: list[int] | None = None,
+                 channels_up: list[int] | None = None, channels_skip: list[int] | None = None,
+                 kernel_size_down: int = 3, kernel_size_up: int = 3, kernel_size_skip: int = 1,
+                 downsample_mode: str = "stride", upsample_mode: str = "bilinear",
+                 activation: str = "leaky_relu", padding_mode: str = "reflect", batch_norm: bool = True,
+                 conv1x1_up: bool = True, sigmoid: bool = True, dim: int = 2) -> None:
+        super().__init__()
+        down = list(channels_down or [width] * depth)
+        up = list(channels_up or [width] * depth)
+        skip = list(channels_skip or [skip_channels] * depth)
+        if not len(down) == len(up) == len(skip) or not down:
+            raise ValueError(f"channels_down/up/skip need one entry per scale, got {down}, {up}, {skip}")
+        self.depth = len(down)
+        self.size_multiple = 2**self.depth
+        deeper, deeper_channels = None, 0
+        for i in reversed(range(self.depth)):
+            in_ch = in_channels if i == 0 else down[i - 1]
+            deeper = _Scale(dim, in_ch, down[i], up[i], skip[i], deeper,
+                            deeper_channels if deeper_channels else down[i], kernel_size_down,
+                            kernel_size_up, kernel_size_skip, downsample_mode, upsample_mode, padding_mode,
+                            batch_norm, activation, conv1x1_up)
+            deeper_channels = up[i]
+        self.body = deeper
+        self.head = conv(dim, up[0], out_channels, 1, padding_mode=padding_mode)
+        self.output_activation = nn.Sigmoid() if sigmoid else nn.Identity()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.head(self.body(z)))
+
+
+class AutoEncoder(SkipNet):
+    """DIP's hourglass without skip connections (the paper's "auto-encoder")."""
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 3, **kwargs) -> None:
+        kwargs.setdefault("skip_channels", 0)
+        super().__init__(in_channels, out_channels, **kwargs)

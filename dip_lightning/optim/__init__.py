@@ -1,0 +1,5 @@
+"""Optimizers usable outside the framework: Langevin samplers and the GP-DIP reproduction mode."""
+
+from dip_lightning.optim.sgld import PSGLD, SGLD, PaperSGLD
+
+__all__ = ["PSGLD", "PaperSGLD", "SGLD"]

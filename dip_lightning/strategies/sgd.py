@@ -1,0 +1,81 @@
+"""Gradient descent (Adam or SGD) with a stopping rule: the classic DIP protocol."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from lightning.pytorch import Callback
+
+from ..errors import InputError
+from .base import Selection, Strategy
+
+if TYPE_CHECKING:
+    from ..tasks.base import RestorationTask
+
+
+class SGD(Strategy):
+    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (SCIENCE.md §2).
+
+    Args:
+        optimizer: `adam` (DIP's default) or `sgd`.
+        lr: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 weight decay.
+        stopping: `fixed` returns the last output after `trainer.max_steps`; `oracle` the output of best
+            ground-truth PSNR (benchmarks only: needs the ground truth); `wmv` ES-WMV, blind: stops when
+            the windowed output variance has not reached a new minimum for `patience` steps and returns
+            the output at that minimum.
+        window: ES-WMV window W (outputs).
+        patience: ES-WMV patience P (steps).
+        use_ema: return the exponential moving average of outputs instead of the raw output
+            ("SGD+Avg"; with `oracle`/`wmv` the EMA at the selected step).
+        backtracking: restore the previous parameters when the PSNR to the observation drops by more than
+            `backtracking_drop_db` in one step (guards against Adam instabilities).
+    """
+
+    name = "sgd"
+
+    def __init__(self, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 0.0, stopping: Literal["fixed", "oracle", "wmv"] = "fixed",
+                 window: int = 100, patience: int = 1000, use_ema: bool = False, backtracking: bool = True,
+                 backtracking_drop_db: float = 5.0) -> None:
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.stopping = stopping
+        self.window = window
+        self.patience = patience
+        self.use_ema = use_ema
+        self.backtracking = backtracking
+        self.backtracking_drop_db = backtracking_drop_db
+        self._wmv: Callback | None = None
+
+    def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
+        # the first strategy call after the task's setup, so the place to refuse a rule the task cannot use
+        if self.stopping == "oracle" and not task.has_ground_truth:
+            raise InputError("stopping=oracle needs the ground truth: with an observation only, use "
+                             "model.strategy.stopping=wmv (blind) or fixed")
+        params = task.net.parameters()
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    def callbacks(self, task: RestorationTask) -> list[Callback]:
+        from ..callbacks import Backtracking, WMVStopping
+
+        callbacks: list[Callback] = [Backtracking(self.backtracking_drop_db)] if self.backtracking else []
+        if self.stopping == "wmv":
+            self._wmv = WMVStopping(self.window, self.patience, self.use_ema)
+            callbacks.append(self._wmv)
+        return callbacks
+
+    def select(self, task: RestorationTask) -> Selection:
+        if self.stopping == "wmv":
+            return self._wmv.selection(task)
+        if self.stopping == "oracle":
+            best = task.best_ema if self.use_ema else task.best
+            return Selection(best.image[0].clone(), int(best.step))
+        image = task.ema if self.use_ema else task.output
+        return Selection(image[0].clone(), int(task.step))

@@ -1,0 +1,50 @@
+"""Shared helpers: run the real CLI in-process on tiny problems (small image, narrow net, few steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dip_lightning.cli import main
+
+TINY = [
+    "--data.crop=32",
+    "--model.net.width=8",
+    "--model.net.depth=2",
+    "--trainer.max_steps=30",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+def run_cli(capsys, *args: str) -> tuple[Path | None, str, str, int]:
+    """Run `python -m dip_lightning ARGS` in-process; returns (run dir, stdout, stderr, exit code)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    run_dir = Path(lines[-1].split("outputs: ", 1)[1]) if lines and lines[-1].startswith("outputs: ") else None
+    return run_dir, out, err, code
+
+
+def fit_tiny(capsys, tmp_path: Path, *args: str, config: str = "denoise.yaml") -> tuple[Path, dict]:
+    """A tiny denoising fit through the CLI; returns (run dir, metrics.json)."""
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", config, *TINY,
+                                      f"--trainer.default_root_dir={tmp_path}", *args)
+    assert code == 0, err
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

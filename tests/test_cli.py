@@ -1,0 +1,112 @@
+"""The real entry point on tiny problems: artifacts, metrics, config handling, reproducibility."""
+
+import json
+import subprocess
+import sys
+
+import torch
+import yaml
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from conftest import TINY, fit_tiny, run_cli
+from dip_lightning.images import load_image
+
+GROUND_TRUTH_KEYS = {"psnr_observation_input", "psnr_final", "psnr_best", "step_best", "psnr_selected"}
+
+
+def test_module_entry_point_writes_artifacts_and_ends_with_outputs_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--config", "denoise", *TINY,
+                             f"--trainer.default_root_dir={tmp_path}"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("outputs: ")
+    run_dir = tmp_path / last.split("outputs: ")[1].split("/")[-1]
+    for name in ("restored.png", "observation.png", "ground_truth.png", "config.yaml", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert GROUND_TRUTH_KEYS | {"step_selected", "steps", "seconds"} <= metrics.keys()
+    assert metrics["steps"] == 30
+
+
+def test_metrics_describe_the_saved_images(capsys, tmp_path):
+    run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.stopping=fixed")
+    restored, truth, observed = (load_image(run_dir / f"{n}.png")[None]
+                                 for n in ("restored", "ground_truth", "observation"))
+    assert restored.shape == truth.shape == (1, 3, 32, 32)
+    # the PNGs are 8-bit: the PSNRs of the saved images match the metrics to quantisation accuracy
+    assert abs(float(peak_signal_noise_ratio(restored, truth, data_range=1.0)) - metrics["psnr_selected"]) < 0.1
+    assert abs(float(peak_signal_noise_ratio(observed, truth, data_range=1.0))
+               - metrics["psnr_observation_input"]) < 0.1
+    assert metrics["psnr_selected"] == metrics["psnr_final"] and metrics["step_selected"] == 30
+    assert metrics["psnr_best"] >= metrics["psnr_final"] and 1 <= metrics["step_best"] <= 30
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["init_args"]["net"]["init_args"]["width"] == 8
+
+
+def test_same_seed_same_metrics_and_a_second_run_gets_its_own_directory(capsys, tmp_path):
+    first_dir, first = fit_tiny(capsys, tmp_path)
+    second_dir, second = fit_tiny(capsys, tmp_path)
+    assert first_dir != second_dir and first_dir.parent == second_dir.parent == tmp_path
+    for key in ("psnr_selected", "psnr_best", "psnr_final", "step_best"):
+        assert first[key] == second[key], key
+    _, other_seed = fit_tiny(capsys, tmp_path, "--seed_everything=1")
+    assert other_seed["psnr_final"] != first["psnr_final"]
+
+
+def test_observation_only_has_no_ground_truth_metrics(capsys, tmp_path):
+    from dip_lightning.artifacts import save_image
+
+    noisy = (load_image("astronaut", 64) + 0.1 * torch.randn(3, 64, 64)).clamp(0, 1)
+    save_image(tmp_path / "noisy.png", noisy)
+    run_dir, metrics = fit_tiny(capsys, tmp_path, f"--data.image={tmp_path / 'noisy.png'}",
+                                "--data.is_observation=true", "--model.strategy.stopping=wmv",
+                                "--model.strategy.window=5", "--model.strategy.patience=1000")
+    assert not GROUND_TRUTH_KEYS & metrics.keys()
+    assert not (run_dir / "ground_truth.png").exists()
+    assert (run_dir / "restored.png").is_file() and "psnr_observation_output" in metrics
+    _, _, err, code = run_cli(capsys, "fit", "--config", "denoise", *TINY, f"--trainer.default_root_dir={tmp_path}",
+                              f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
+                              "--model.strategy.stopping=oracle")
+    assert code == 2 and "stopping=oracle needs the ground truth" in err
+
+
+def test_print_config_resolves_bare_names_and_interpolation_follows_overrides(capsys, tmp_path):
+    config = tmp_path / "interp.yaml"
+    config.write_text("trainer:\n  max_steps: 40\nmodel:\n  class_path: dip_lightning.tasks.Denoise\n"
+                      "  init_args:\n    image_every_n_steps: ${trainer.max_steps}\n")
+    _, out, _, code = run_cli(capsys, "fit", "--config", str(config), "--trainer.max_steps=7", "--print_config")
+    assert code == 0
+    printed = yaml.safe_load(out)
+    assert printed["model"]["init_args"]["image_every_n_steps"] == 7
+    _, out, err, code = run_cli(capsys, "fit", "--config", "no_such_config", "--print_config")
+    assert code == 2 and "config 'no_such_config' not found" in err and "denoise.yaml" in err
+
+
+def test_bad_inputs_fail_with_one_line_and_leave_no_run_directory(capsys, tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    cases = {
+        f"--data.image={tmp_path / 'missing.png'}": "image file not found",
+        "--data.image=astronot": "unknown built-in image",
+        f"--data.image={tmp_path / 'text.png'}": "cannot read",
+        "--data.crop=2": "smaller than 4",
+    }
+    runs = tmp_path / "runs"
+    for arg, message in cases.items():
+        run_dir, _, err, code = run_cli(capsys, "fit", "--config", "denoise", *TINY,
+                                        f"--trainer.default_root_dir={runs}", arg)
+        assert code == 2 and run_dir is None, arg
+        error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and message in error_lines[0], err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_diverging_loss_stops_and_keeps_the_best_finite_output(capsys, tmp_path):
+    run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.optimizer=sgd", "--model.strategy.lr=1e12",
+                                "--model.strategy.backtracking=false", "--trainer.max_steps=200")
+    out = capsys.readouterr().out
+    assert metrics["nonfinite_loss"] is True
+    assert metrics["steps"] < 200  # stopped early
+    restored = load_image(run_dir / "restored.png")
+    assert torch.isfinite(restored).all() and restored.std() > 0
+    assert metrics["psnr_selected"] is not None and metrics["psnr_selected"] > 5

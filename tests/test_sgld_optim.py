@@ -1,0 +1,226 @@
+"""dip_lightning.optim samplers: Gaussian targets, prior, noise placement, checkpoint resume."""
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dip_lightning.optim import PSGLD, SGLD, PaperSGLD
+
+CHAINS, DIMS = 32, 256  # one (CHAINS, DIMS) tensor: 32 independent chains of a 256-dim target
+
+
+def _target(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean m ~ N(0, 1) and variances v log-spaced over 0.1..2, one per dimension."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(DIMS, generator=gen), torch.logspace(math.log10(0.1), math.log10(2.0), DIMS)
+
+
+def _moments(make_opt, m, v, temperature, burn_in, n, freeze=False, shape=(CHAINS, DIMS)):
+    """Run the chain on L(θ) = T·Σ(θ−m)²/(2v), whose target exp(−L/T) is N(m, v).
+
+    Returns the per-dimension mean and variance over all chains and the iterates after burn-in.
+    The gradient is set in closed form to keep the test fast.
+    """
+    theta = nn.Parameter(torch.zeros(shape))
+    mm, vv = m.expand(CHAINS, DIMS).reshape(shape), v.expand(CHAINS, DIMS).reshape(shape)
+    opt = make_opt([theta], torch.Generator().manual_seed(0))
+    s1, s2 = torch.zeros(shape), torch.zeros(shape)
+    for i in range(burn_in + n):
+        theta.grad = temperature * (theta.detach() - mm) / vv
+        opt.step()
+        if i == burn_in - 1 and freeze:
+            opt.freeze_preconditioner()
+        if i >= burn_in:
+            s1 += theta.detach()
+            s2 += theta.detach() ** 2
+    s1, s2 = s1.reshape(CHAINS, DIMS) / n, s2.reshape(CHAINS, DIMS) / n
+    mean = s1.mean(0)
+    return mean, s2.mean(0) - mean**2
+
+
+@pytest.mark.parametrize(
+    "name, make_opt, burn_in, n, freeze",
+    [
+        ("SGLD", lambda p, g: SGLD(p, lr=0.01, temperature=0.5, generator=g), 1000, 4000, False),
+        ("PSGLD", lambda p, g: PSGLD(p, lr=0.01, temperature=0.5, generator=g), 500, 3000, True),
+    ],
+    ids=["SGLD", "PSGLD-frozen"],
+)
+def test_recovers_gaussian_target(name, make_opt, burn_in, n, freeze):
+    m, v = _target()
+    mean, var = _moments(make_opt, m, v, 0.5, burn_in, n, freeze)
+    mean_err = ((mean - m).abs() / v.sqrt()).mean()  # in target standard deviations
+    var_err = ((var - v).abs() / v).mean()  # relative, per dimension
+    var_bias = (var / v).mean() - 1
+    print(
+        f"{name}: |mean err| {mean_err:.4f} std, |var err| {var_err:.4f}, var bias {var_bias:+.4f}"
+    )
+    assert mean_err < 0.1
+    assert var_err < 0.1
+    assert abs(var_bias) < 0.05
+
+
+def test_paper_sgld_spread_ignores_target_variance():
+    m, _ = _target()
+    variances = []
+    for target_var in (0.1, 0.4):
+        v = torch.full((DIMS,), target_var)
+        # 3-D parameter, so PaperSGLD treats it as a conv weight and adds its noise
+        make_opt = lambda p, g: PaperSGLD(p, lr=0.01, generator=g)  # noqa: E731
+        mean, var = _moments(make_opt, m, v, 1.0, 1000, 3000, shape=(CHAINS, DIMS, 1))
+        variances.append(var.mean())
+        print(f"PaperSGLD target var {target_var}: sample var {var.mean():.5f}")
+        assert (var / v).mean() < 0.5  # off by far more than 10%
+    # a 4x larger target variance leaves the spread (nearly) unchanged: Adam ignores loss scale
+    assert variances[1] / variances[0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_paper_sgld_noise_only_on_conv_weights():
+    torch.manual_seed(0)
+    model = nn.ModuleList(
+        [nn.Conv1d(16, 64, 5), nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64), nn.Linear(64, 8)]
+    )
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    reference = copy.deepcopy(model)
+    torch.optim.Adam(reference.parameters(), lr=0.01, weight_decay=5e-8).step()
+    for noise_std, expected in ((None, 0.02), (0.05, 0.05)):
+        noisy = copy.deepcopy(model)
+        opt = PaperSGLD(noisy.parameters(), lr=0.01, noise_std=noise_std)
+        calls: list[int] = []
+        opt.register_step_post_hook(lambda *_, calls=calls: calls.append(1))
+        opt.step()
+        assert calls == [1]  # the user's hooks run once per step
+        for (name, p), q in zip(noisy.named_parameters(), reference.parameters(), strict=True):
+            if p.dim() in (3, 4):  # conv weights: Adam step + N(0, noise_std²)
+                assert (p - q).std().item() == pytest.approx(expected, rel=0.05), name
+            else:  # biases, BatchNorm, linear weights: the plain Adam step
+                assert torch.equal(p, q), name
+
+
+def test_sgld_flat_loss_samples_prior():
+    prior_std, n_burn, n = 0.5, 500, 2000
+    theta = nn.Parameter(torch.zeros(20_000))
+    theta.grad = torch.zeros_like(theta)  # L = 0
+    opt = SGLD([theta], lr=0.001, temperature=2.0, prior_std=prior_std,
+               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    s1, s2 = 0.0, 0.0
+    for i in range(n_burn + n):
+        opt.step()
+        if i >= n_burn:
+            s1 += theta.detach().mean()
+            s2 += theta.detach().pow(2).mean()
+    mean, var = s1 / n, s2 / n - (s1 / n) ** 2
+    print(f"SGLD prior: mean {mean:+.4f}, var {var:.4f} (target 0, {prior_std**2})")
+    assert abs(mean) < 0.05 * prior_std
+    assert var == pytest.approx(prior_std**2, rel=0.05)
+
+
+def _model_and_loss():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 3, padding=1)
+    )
+    x, y = torch.randn(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
+    return model, lambda net: nn.functional.mse_loss(net(x), y)
+
+
+def _steps(model, opt, loss_fn, n):
+    for _ in range(n):
+        opt.zero_grad()
+        loss_fn(model).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p, g: SGLD(p, lr=1e-3, prior_std=1.0, generator=g),
+        lambda p, g: PSGLD(p, lr=1e-3, prior_std=1.0, generator=g),
+        lambda p, g: PaperSGLD(p, lr=1e-3, generator=g),
+    ],
+    ids=["SGLD", "PSGLD", "PaperSGLD"],
+)
+def test_state_dict_resume_is_identical(make_opt):
+    model, loss_fn = _model_and_loss()
+    gen = torch.Generator().manual_seed(0)
+    opt = make_opt(model.parameters(), gen)
+    _steps(model, opt, loss_fn, 5)
+    if isinstance(opt, PSGLD):
+        opt.freeze_preconditioner()
+        _steps(model, opt, loss_fn, 2)
+
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    gen_state = gen.get_state()
+    _steps(model, opt, loss_fn, 5)
+
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    resumed, _ = _model_and_loss()
+    resumed.load_state_dict(ckpt["model"])
+    gen2 = torch.Generator()
+    gen2.set_state(gen_state)
+    opt2 = make_opt(resumed.parameters(), gen2)
+    opt2.load_state_dict(ckpt["opt"])
+    _steps(resumed, opt2, loss_fn, 5)
+    for p, q in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_psgld_freeze_survives_state_dict():
+    model, loss_fn = _model_and_loss()
+    opt = PSGLD(model.parameters(), lr=1e-3)
+    _steps(model, opt, loss_fn, 3)
+    opt.freeze_preconditioner()
+    frozen_v = [opt.state[p]["square_avg"].clone() for p in model.parameters()]
+    _steps(model, opt, loss_fn, 3)
+    assert all(
+        torch.equal(opt.state[p]["square_avg"], v)
+        for p, v in zip(model.parameters(), frozen_v, strict=True)
+    )
+
+    opt2 = PSGLD(model.parameters(), lr=1e-3)
+    assert not opt2.frozen
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.frozen
+    for p, v in zip(model.parameters(), frozen_v, strict=True):
+        assert torch.equal(opt2.state[p]["square_avg"], v)
+        assert opt2.state[p]["step"] == 3
+    _steps(model, opt2, loss_fn, 2)
+    assert all(
+        torch.equal(opt2.state[p]["square_avg"], v)
+        for p, v in zip(model.parameters(), frozen_v, strict=True)
+    )
+
+
+def test_psgld_frozen_before_first_step_uses_first_gradient():
+    theta = nn.Parameter(torch.zeros(10))
+    opt = PSGLD([theta], lr=1e-3, alpha=0.9)
+    opt.freeze_preconditioner()
+    theta.grad = torch.full_like(theta, 2.0)
+    opt.step()
+    theta.grad = torch.full_like(theta, 5.0)
+    opt.step()
+    state = opt.state[theta]
+    assert state["step"] == 1
+    assert torch.allclose(state["square_avg"], torch.full_like(theta, 0.1 * 4.0))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cls", [SGLD, PSGLD, PaperSGLD])
+def test_cuda_step(cls):
+    theta = nn.Parameter(torch.zeros(4, 3, 3, 3, device="cuda"))
+    theta.grad = torch.ones_like(theta)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    opt = cls([theta], lr=1e-2, generator=gen)
+    opt.step()
+    state = copy.deepcopy(opt.state_dict())
+    opt.load_state_dict(state)
+    opt.step()
+    assert theta.is_cuda and torch.isfinite(theta).all() and theta.std() > 0
