@@ -14,7 +14,8 @@ from dip_lightning.artifacts import save_image, save_uncertainty, to_uint8, writ
 
 
 def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) -> None:
-    """Send [0, 1] images (1, C, *S) as uint8 to every logger that takes images (W&B)."""
+    """Send [0, 1] images (1, C, H, W) as uint8 to every logger that takes images (W&B); skips 1D data."""
+    images = {key: image for key, image in images.items() if image.dim() == 4}  # 2D images only
     for logger in trainer.loggers:
         if hasattr(logger, "log_image"):
             for key, image in images.items():
@@ -24,7 +25,8 @@ def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) 
 
 class RunArtifacts(L.Callback):
     """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
-    for samplers posterior_mean.png, uncertainty.png and posterior_std.npy, and metrics.json.
+    for samplers posterior_mean.png, uncertainty.png and posterior_std.npy, and metrics.json; PNGs for
+    2D images only. Then the task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
 
     Also sends the current output to image loggers every `image_every_n_steps` of the task.
     Runs on rank 0 only; an interrupted run (Ctrl+C, an error) still writes what it has.
@@ -65,10 +67,13 @@ class RunArtifacts(L.Callback):
             images["ground_truth"] = pl_module.ground_truth
         if selection.std is not None:
             images["posterior_mean"] = selection.image[None]
-            save_uncertainty(run_dir / "uncertainty.png", selection.std)
             np.save(run_dir / "posterior_std.npy", selection.std.float().cpu().numpy())
-        for name, image in images.items():
-            save_image(run_dir / f"{name}.png", image[0])
+        if selection.image.dim() == 3:  # PNGs hold 2D images (C, H, W); other data is the task's to write
+            if selection.std is not None:
+                save_uncertainty(run_dir / "uncertainty.png", selection.std)
+            for name, image in images.items():
+                save_image(run_dir / f"{name}.png", image[0])
+        pl_module.save_artifacts(run_dir, selection)
         write_metrics(run_dir / "metrics.json", metrics)
         _log_images(trainer, {f"images/{k}": v for k, v in images.items()}, trainer.global_step)
         for logger in trainer.loggers:

@@ -26,10 +26,17 @@ class Backtracking(L.Callback):
         return [p.data for p in pl_module.net.parameters()]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        params = self._params(pl_module)
-        self.good_params = [p.clone() for p in params]
+        # a checkpoint may have restored the last good state already
+        params, device = self._params(pl_module), pl_module.device
+        self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
         self.step_params = [p.clone() for p in params]
-        self.good_psnr = torch.tensor(float("-inf"), device=pl_module.device)
+        self.good_psnr = torch.tensor(float("-inf") if self.good_psnr is None else self.good_psnr, device=device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"good_params": self.good_params, "good_psnr": self.good_psnr}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.good_params, self.good_psnr = state_dict["good_params"], state_dict["good_psnr"]
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -41,8 +48,8 @@ class Backtracking(L.Callback):
         current = pl_module.psnr_observation
         good = (current >= self.good_psnr - self.drop_db).to(current.dtype)
         params = self._params(pl_module)
-        # bad step: params <- good_params; good step: good_params <- the params this step started from
-        torch._foreach_add_(params, torch._foreach_mul(torch._foreach_sub(self.good_params, params), 1 - good))
-        torch._foreach_add_(self.good_params,
-                            torch._foreach_mul(torch._foreach_sub(self.step_params, self.good_params), good))
+        # bad step: params <- good_params; good step: good_params <- the params this step started from.
+        # lerp with weight exactly 0 or 1 returns one end exactly.
+        torch._foreach_lerp_(params, self.good_params, 1 - good)
+        torch._foreach_lerp_(self.good_params, self.step_params, good)
         self.good_psnr = torch.where(good.bool(), current, self.good_psnr)

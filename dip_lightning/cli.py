@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import jsonargparse
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .artifacts import new_run_dir
-from .data import ImageData
 from .errors import InputError
 from .logging import wandb_logger
 from .tasks import RestorationTask
@@ -67,7 +67,7 @@ class DIPCLI(LightningCLI):
         jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         super().__init__(
             RestorationTask,
-            ImageData,
+            LightningDataModule,  # any datamodule with `image` and `is_observation` (ImageData, SignalData)
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=LogConfigCallback,
@@ -97,7 +97,7 @@ class DIPCLI(LightningCLI):
             callbacks.append(TQDMProgressBar(refresh_rate=10))
         if config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(ModelCheckpoint(dirpath=self.run_dir / "checkpoints", save_last=True,
-                                             every_n_train_steps=500, save_top_k=0))
+                                             every_n_train_steps=500, save_top_k=0, save_on_exception=True))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
@@ -108,6 +108,12 @@ class DIPCLI(LightningCLI):
         except Exception as err:
             if _input_error(err) and not (self.run_dir / "metrics.json").exists():
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        except SystemExit:  # Lightning exits after a Ctrl+C, once the callbacks have saved the results
+            if (self.run_dir / "metrics.json").exists():
+                _finish_wandb()
+                print(f"interrupted: results so far and a checkpoint to resume from (--ckpt_path) are saved\n"
+                      f"outputs: {self.run_dir}")
             raise
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .images import load_image
@@ -41,5 +42,6 @@ class ImageData(L.LightningDataModule):
         self.image = load_image(image, crop)  # (C, H, W) in [0, 1]; loaded now so bad input fails early
 
     def train_dataloader(self) -> DataLoader:
-        # batch_size=None: no collation, the batch is a plain int and nothing is copied to the device
-        return DataLoader(_Steps(self.hparams.steps_per_epoch), batch_size=None)
+        # batch_size=None: no collation, the batch is a plain int and nothing is copied to the device;
+        # an own generator: a new epoch's iterator must not draw from the global stream (exact resumes)
+        return DataLoader(_Steps(self.hparams.steps_per_epoch), batch_size=None, generator=torch.Generator())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -83,6 +84,10 @@ class RestorationTask(L.LightningModule):
         """Quality figures of an output (1, C, *S) against the ground truth; `psnr` at least."""
         return {"psnr": psnr(image, self.ground_truth)}
 
+    def save_artifacts(self, run_dir: Path, selection: Selection) -> None:
+        """Write files of the task's own into `run_dir` at the end of a run (a mask, a baseline, a plot of
+        1D data), beside RunArtifacts' standard images and metrics.json. Nothing by default."""
+
     @property
     def noise_std(self) -> float:
         """Observation noise std on the [0, 1] intensity scale."""
@@ -133,6 +138,19 @@ class RestorationTask(L.LightningModule):
         from ..callbacks import NonFiniteGuard, RunArtifacts
 
         return [*self.strategy.callbacks(self), NonFiniteGuard(), RunArtifacts()]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the random streams (input jitter, Langevin noise) continue exactly after a resume
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states", {})
+        if "torch" in states:
+            torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     # ----- the step ------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,68 @@
+"""Stopping and backtracking callbacks against brute-force references (fake trainer, tensor outputs)."""
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from dip_lightning.callbacks import Backtracking, WMVStopping
+
+
+def _trainer():
+    return SimpleNamespace(global_step=0, should_stop=False,
+                           strategy=SimpleNamespace(reduce_boolean_decision=lambda x, all=True: x))
+
+
+def test_wmv_selects_the_output_at_the_brute_force_variance_minimum_and_stops_after_patience():
+    torch.manual_seed(0)
+    window, patience, steps = 5, 12, 60
+    # outputs settle (variance falls) until step 25, then drift apart again
+    scales = torch.cat([torch.linspace(1, 0.05, 25), torch.linspace(0.05, 1, steps - 25)])
+    outputs = [s * torch.randn(1, 2, 4, 4) + 0.5 for s in scales]
+    module = SimpleNamespace(output=torch.zeros(1, 2, 4, 4), ema=torch.zeros(1, 2, 4, 4), step=torch.tensor(0))
+    trainer = _trainer()
+    wmv = WMVStopping(window, patience, check_every_n_steps=1)
+    wmv.on_train_start(trainer, module)
+    stopped_at = None
+    for t, x in enumerate(outputs, start=1):
+        trainer.global_step, module.step = t, torch.tensor(t)
+        module.output = x
+        wmv.on_train_batch_end(trainer, module, None, t, t)
+        if trainer.should_stop and stopped_at is None:
+            stopped_at = t
+    stack = torch.stack([x.flatten() for x in outputs])
+    variances = [((stack[t - window:t] - stack[t - window:t].mean(0)) ** 2).sum(1).mean() / stack.shape[1]
+                 for t in range(window, steps + 1)]
+    best = window + int(torch.stack(variances).argmin())
+    selection = wmv.selection(module)
+    assert selection.step == best
+    assert torch.equal(selection.image, outputs[best - 1][0])
+    assert abs(selection.metrics["wmv_variance_min"] - float(min(variances))) < 1e-5
+    assert stopped_at == best + patience
+
+
+def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
+    net = nn.Linear(3, 2)
+    module = SimpleNamespace(net=net, device=torch.device("cpu"))
+    trainer = _trainer()
+    guard = Backtracking(drop_db=5.0)
+    guard.on_train_start(trainer, module)
+    snapshots = []
+
+    def step(psnr: float) -> None:
+        guard.on_train_batch_start(trainer, module, 0, 0)
+        snapshots.append([p.detach().clone() for p in net.parameters()])
+        with torch.no_grad():  # the optimizer's update
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        module.psnr_observation = torch.tensor(psnr)
+        guard.on_train_batch_end(trainer, module, None, 0, 0)
+
+    step(20.0)  # good: keeps the update
+    after_good = [p.detach().clone() for p in net.parameters()]
+    step(18.0)  # a 2 dB drop is tolerated
+    assert not all(torch.equal(a, p) for a, p in zip(after_good, net.parameters()))
+    step(10.0)  # an 8 dB drop: the parameters of the step that gave 18 dB come back
+    assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
+    step(float("nan"))  # non-finite counts as bad
+    assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
