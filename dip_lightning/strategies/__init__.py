@@ -2,5 +2,6 @@
 
 from .base import Selection, Strategy
 from .sgd import SGD
+from .sgld import SGLD
 
-__all__ = ["SGD", "Selection", "Strategy"]
+__all__ = ["SGD", "SGLD", "Selection", "Strategy"]
