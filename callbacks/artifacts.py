@@ -71,6 +71,10 @@ class RunArtifacts(L.Callback):
         if selection.image.dim() == 3:  # PNGs hold 2D images (C, H, W); other data is the task's to write
             if selection.std is not None:
                 save_uncertainty(run_dir / "uncertainty.png", selection.std)
+                for logger in trainer.loggers:  # the heat map with its colour bar and scale, as saved
+                    if hasattr(logger, "log_image"):
+                        logger.log_image(key="images/uncertainty", images=[str(run_dir / "uncertainty.png")],
+                                         step=trainer.global_step)
             for name, image in images.items():
                 save_image(run_dir / f"{name}.png", image[0])
         pl_module.save_artifacts(run_dir, selection)
