@@ -30,7 +30,8 @@ class Backtracking(L.Callback):
         params, device = self._params(pl_module), pl_module.device
         self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
         self.step_params = [p.clone() for p in params]
-        self.good_psnr = torch.tensor(float("-inf") if self.good_psnr is None else self.good_psnr, device=device)
+        self.good_psnr = torch.tensor(float("-inf")) if self.good_psnr is None else self.good_psnr
+        self.good_psnr = self.good_psnr.to(device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"good_params": self.good_params, "good_psnr": self.good_psnr}
