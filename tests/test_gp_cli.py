@@ -12,6 +12,7 @@ from conftest import run_cli
 from dip_lightning.gp.problem import lanczos_resize, observe
 from dip_lightning.gp.restore import KernelConfig, restore
 from dip_lightning.images import load_image
+from dip_lightning.tasks import Denoise, Inpaint
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +71,18 @@ def test_bad_input_gives_one_clear_line(capsys, tmp_path, args, message):
                                       f"--output_dir={tmp_path}")
     assert code == 2 and run_dir is None
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("task,sigma", [("inpaint", 0.0), ("inpaint", 25.0), ("denoise", 25.0)])
+def test_observations_are_those_of_the_dip_tasks(task, sigma):
+    """Same image, seed and settings: the GP sees exactly the observation a DIP fit sees."""
+    clean = lanczos_resize(load_image("camera"), 32)
+    dip_task = Inpaint(missing=0.5, sigma=sigma) if task == "inpaint" else Denoise(sigma=sigma)
+    expected = dip_task.observe(dip_task.fit_to_network(clean, 1), torch.Generator().manual_seed(3))
+    observation, mask = observe(clean, task, missing=0.5, sigma=sigma, seed=3)
+    assert torch.equal(observation, expected)
+    if task == "inpaint":
+        assert torch.equal(mask, dip_task.mask[0, 0].bool())
 
 
 @pytest.fixture(scope="module")

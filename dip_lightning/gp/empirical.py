@@ -81,7 +81,8 @@ def estimate_kernel(net: Mapping[str, Any], radius: int, *, samples: int = 10, s
         samples: random networks (fresh weights and code each).
         size: side of the code fed to the net; default 2·border + 2R, rounded up to the net's size multiple.
         border: pixels cut at each side before averaging; default `default_border`.
-        batch_size: networks run together in one vmapped call (faster on a GPU; on a CPU, 1 is fastest).
+        batch_size: independent networks evaluated together in one vmapped call (on a 2-core CPU one at a
+            time was fastest: 0.09 s vs 0.23 s per 128-wide 2-scale net at 128²).
         input_noise: the code: "uniform" U(0, input_scale) (DIP's) or "gaussian" N(0, input_scale²).
         smoothing: std (px) of a Gaussian filter applied to the code (0: white).
         seed: seed of weights and codes (the estimate is reproducible).
@@ -225,7 +226,8 @@ def _phase_products(acts: torch.Tensor, period: int) -> torch.Tensor:
     centre = acts[(slice(None), slice(None)) + tuple(slice(2, 2 + m) for m in inner)]
     out = []
     for delta in torch.cartesian_prod(*[torch.arange(-2, 3)] * dim).reshape(-1, dim).tolist():
-        shifted = acts[(slice(None), slice(None)) + tuple(slice(2 + d, 2 + d + m) for d, m in zip(delta, inner))]
+        window = tuple(slice(2 + d, 2 + d + m) for d, m in zip(delta, inner, strict=True))
+        shifted = acts[(slice(None), slice(None)) + window]
         prod = (centre * shifted).sum(1)  # (B, *inner)
         grid = prod.reshape(prod.shape[0], *[s for m in inner for s in (m // period, period)])
         out.append(grid.mean(tuple(range(1, 2 * dim + 1, 2))))  # (B, period, ..., period)

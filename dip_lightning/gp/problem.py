@@ -11,12 +11,14 @@ from ..errors import InputError
 
 def lanczos_resize(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a [0, 1] image (C, H, W) to size x size with PIL's Lanczos filter (the GP-DIP protocol
-    step; kornia has no Lanczos). Each channel is resized in float32, so no 8-bit rounding."""
+    step; kornia has no Lanczos), rounded to 8 bits like a saved PNG: the result written with
+    `artifacts.save_image` and read back is the same image (so a DIP fit can be given it as a file)."""
     if size < 1:
         raise InputError(f"size must be a positive side in pixels, got {size}")
     channels = [Image.fromarray(c.numpy().astype(np.float32), mode="F").resize((size, size), Image.LANCZOS)
                 for c in image.float()]
-    return torch.from_numpy(np.stack([np.asarray(c) for c in channels])).clamp(0, 1)
+    resized = torch.from_numpy(np.stack([np.asarray(c) for c in channels])).clamp(0, 1)
+    return resized.mul(255).round().div(255)
 
 
 def bernoulli_mask(shape: tuple[int, ...], missing: float, generator: torch.Generator) -> torch.Tensor:
@@ -41,5 +43,5 @@ def observe(clean: torch.Tensor, task: str, *, missing: float = 0.5, sigma: floa
         mask = torch.ones(clean.shape[1:], dtype=torch.bool)
     else:
         raise InputError(f"unknown task {task!r}: choose 'inpaint' or 'denoise'")
-    noisy = clean + torch.randn(clean.shape, generator=generator) * sigma / 255 if sigma > 0 else clean
+    noisy = clean + torch.randn(clean.shape, generator=generator) * (sigma / 255) if sigma > 0 else clean
     return noisy.clamp(0, 1) * mask, mask
