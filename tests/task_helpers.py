@@ -1,0 +1,22 @@
+"""Set a task up on a datamodule without fitting it: the observation, mask and buffers, as a run has them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import lightning as L
+
+from dip_lightning.nets import SkipNet
+from dip_lightning.tasks import RestorationTask
+
+
+def tiny_net(in_channels: int, out_channels: int) -> SkipNet:
+    """A 2-scale, 8-channel skip net: builds in milliseconds; inputs are cropped to multiples of 4."""
+    return SkipNet(in_channels, out_channels, width=8, depth=2)
+
+
+def set_up(task: RestorationTask, data: L.LightningDataModule) -> RestorationTask:
+    """Run `task.setup` against `data` as the Trainer would (only `trainer.datamodule` is read there)."""
+    task.trainer = SimpleNamespace(datamodule=data)
+    task.setup("fit")
+    return task
