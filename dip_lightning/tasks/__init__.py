@@ -5,6 +5,7 @@ from .deblur import Deblur
 from .denoise import Denoise
 from .inpaint import Inpaint
 from .masked import MaskedTask
+from .signal1d import Signal1D
 from .superres import SuperResolution
 
-__all__ = ["Deblur", "Denoise", "Inpaint", "MaskedTask", "RestorationTask", "SuperResolution"]
+__all__ = ["Deblur", "Denoise", "Inpaint", "MaskedTask", "RestorationTask", "Signal1D", "SuperResolution"]
