@@ -32,8 +32,8 @@ def merge_moments(a: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 class Moments(nn.Module):
     """Welford's online mean and M2 of same-shaped samples; buffers, so they move and checkpoint with it.
 
-    `update` takes an optional 0-d weight in {0, 1} (a rejected sample changes nothing), so the caller
-    never has to branch on a device value. No list of samples is kept.
+    `update` takes an optional 0-d bool `keep` (a rejected sample, even a non-finite one, changes
+    nothing), so the caller never has to branch on a device value. No list of samples is kept.
     """
 
     def __init__(self, shape: tuple[int, ...]) -> None:
@@ -43,13 +43,16 @@ class Moments(nn.Module):
         self.register_buffer("m2", torch.zeros(shape))
 
     @torch.no_grad()
-    def update(self, sample: torch.Tensor, weight: torch.Tensor | None = None) -> None:
-        """Add `sample` (shape `shape`) when `weight` is 1 (default), skip it when 0; tensor ops only."""
-        weight = torch.ones_like(self.count) if weight is None else weight.to(self.count.dtype)
-        self.count += weight
+    def update(self, sample: torch.Tensor, keep: torch.Tensor | None = None) -> None:
+        """Add `sample` (shape `shape`) unless `keep` is False; tensor ops only."""
+        if keep is not None:
+            sample = torch.where(keep, sample, self.mean)  # a rejected sample adds a zero deviation
+            self.count += keep
+        else:
+            self.count += 1
         delta = sample - self.mean
-        self.mean += delta * (weight / self.count.clamp(min=1))
-        self.m2 += weight * delta * (sample - self.mean)
+        self.mean += delta / self.count.clamp(min=1)
+        self.m2 += delta * (sample - self.mean)
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(count, mean, M2): the mergeable state."""
@@ -93,8 +96,8 @@ class PosteriorAverage(L.Callback):
                            batch_idx: int) -> None:
         if not self.is_sample_step(trainer.global_step):
             return
-        weight = None if self.accept is None else self.accept(pl_module, outputs)
-        self.moments.update(pl_module.output, weight)
+        keep = None if self.accept is None else self.accept(pl_module, outputs)
+        self.moments.update(pl_module.output, keep)
         if pl_module.has_ground_truth:
             pl_module.log("psnr/posterior_mean", psnr(self.moments.mean, pl_module.ground_truth))
 

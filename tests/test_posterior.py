@@ -14,18 +14,19 @@ def _samples(n: int, seed: int = 0) -> torch.Tensor:
     return 0.5 + 0.1 * torch.randn(n, *SHAPE, generator=gen) + torch.linspace(0, 1, 48).reshape(SHAPE)
 
 
-def _moments(samples: torch.Tensor, weights: list[int] | None = None) -> Moments:
+def _moments(samples: torch.Tensor, keep: list[bool] | None = None) -> Moments:
     moments = Moments(SHAPE)
     for i, sample in enumerate(samples):
-        moments.update(sample, None if weights is None else torch.tensor(weights[i]))
+        moments.update(sample, None if keep is None else torch.tensor(keep[i]))
     return moments
 
 
 def test_welford_matches_batch_moments_and_skips_rejected_samples():
     samples = _samples(50)
-    weights = [int(i % 3 != 0) for i in range(50)]  # every third sample rejected
-    kept = samples[torch.tensor(weights, dtype=torch.bool)]
-    moments = _moments(samples, weights)
+    keep = [i % 3 != 0 for i in range(50)]  # every third sample rejected, a non-finite one among them
+    samples[3] = float("nan")
+    kept = samples[torch.tensor(keep)]
+    moments = _moments(samples, keep)
     assert int(moments.count) == len(kept)
     torch.testing.assert_close(moments.mean, kept.mean(0))
     torch.testing.assert_close(moments.variance(), kept.var(0))
