@@ -13,6 +13,7 @@ from ..calibration import calibration_metrics
 from .base import Selection, Strategy
 
 if TYPE_CHECKING:
+    from ..callbacks import LangevinChain, PosteriorAverage
     from ..tasks.base import RestorationTask
 
 DEFAULT_LR = {"sgld": 3.0, "psgld": 0.01, "paper": 0.01}
@@ -68,8 +69,8 @@ class SGLD(Strategy):
         self.max_mse_ratio = max_mse_ratio
         self.backtracking = backtracking
         self.backtracking_drop_db = backtracking_drop_db
-        self._posterior: Callback | None = None
-        self._chain: Callback | None = None
+        self._posterior: PosteriorAverage | None = None
+        self._chain: LangevinChain | None = None
 
     def temperature(self, task: RestorationTask) -> float:
         """T = tau·2σ²/P: the posterior exp(−P·MSE/(2σ²τ)) in terms of the task's mean-MSE loss."""
@@ -109,10 +110,9 @@ class SGLD(Strategy):
                            f"thin={self.thin}): returning the last output without an uncertainty map")
             return Selection(task.output[0].clone(), int(task.step), metrics=metrics)
         mean, variance = moments.mean, moments.variance()
-        if task.has_ground_truth:
-            truth = task.ground_truth
+        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (SCIENCE.md §4)
             metrics["psnr_posterior_mean"] = float(task.image_metrics(mean)["psnr"])
             calibration = calibration_metrics().to(mean.device)
-            calibration.update(mean, variance, truth)
+            calibration.update(mean, variance, task.ground_truth)
             metrics.update({key: float(value) for key, value in calibration.compute().items()})
         return Selection(mean[0].clone(), None, std=variance[0].sqrt(), metrics=metrics)
