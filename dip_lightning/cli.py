@@ -155,6 +155,9 @@ def _input_error(err: BaseException | None) -> InputError | None:
 
 
 def _finish_wandb() -> None:
-    """Close the W&B run now, so its closing messages come before the `outputs:` line."""
-    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-        sys.modules["wandb"].finish()
+    """Close the W&B run and wait until its offline record is written (`finish` alone returns earlier),
+    so the record is complete and W&B's closing messages come before the `outputs:` line."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+        wandb.teardown()
