@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -34,7 +35,9 @@ class LangevinChain(L.Callback):
 
     def in_band(self, pl_module: L.LightningModule, outputs: Any) -> torch.Tensor:
         """0-d bool on the device: this step's MSE to the observation is within the band."""
-        return outputs["loss"].detach() <= self.max_mse_ratio * pl_module.noise_std**2  # NaN is out of band
+        # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
+        bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
+        return outputs["loss"].detach() <= bound  # NaN is out of band
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

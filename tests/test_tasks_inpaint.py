@@ -83,3 +83,11 @@ def test_run_reports_psnr_missing_pastes_known_pixels_and_its_mask_restores_its_
                               f"--trainer.default_root_dir={tmp_path}")
     assert code == 2 and "needs its missing pixels: give model.mask=PATH" in err
 
+
+def test_noise_free_inpainting_samples_under_the_papers_sgld_with_the_guard_off(capsys, tmp_path):
+    # sigma 0 has no noise band: configs/paper/inpaint_sgld.yaml turns the guard off (max_mse_ratio .inf)
+    run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                config="paper/inpaint_sgld.yaml")
+    assert metrics["samples"] == 10 and "chain_left_band_step" not in metrics
+    assert {"psnr_posterior_mean", "psnr_missing"} <= metrics.keys()
+    assert (run_dir / "uncertainty.png").is_file() and (run_dir / "mask.png").is_file()
