@@ -182,7 +182,7 @@ class RestorationTask(L.LightningModule):
             metrics["psnr/ema"] = psnr(self.ema, self.ground_truth)
             self.best.update(metrics["psnr/ground_truth"], output, self.step)
             self.best_ema.update(metrics["psnr/ema"], self.ema, self.step)
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes logs at
             self.log_dict(metrics, prog_bar=False)
             self.log("psnr", metrics.get("psnr/ground_truth", self.psnr_observation), prog_bar=True,
                      logger=False)
