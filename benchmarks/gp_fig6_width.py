@@ -126,7 +126,7 @@ def main() -> None:
         widths = sorted({r["width"] for r in rows if r["method"] == method})
         values = [[r["psnr"] for r in rows if r["method"] == method and r["width"] == w] for w in widths]
         if widths:
-            suffix = ", mean over seeds" if len(args.seeds) > 1 else ""
+            suffix = ", mean over seeds" if len(args.seeds) > 1 and method != "gp_dip_kernel" else ""
             ax.plot(widths, [sum(v) / len(v) for v in values], style, label=label + suffix)
             for w, v in zip(widths, values, strict=True):
                 ax.plot([w] * len(v), v, style[0], color=ax.lines[-1].get_color(), alpha=0.4, ms=3)
@@ -134,7 +134,7 @@ def main() -> None:
     ax.set_xlabel("channels (2-scale skip net)")
     ax.set_ylabel("PSNR (dB), known pixels pasted")
     ax.set_title("camera 64x64, 50% missing", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(args.out / "fig6_width.png")
