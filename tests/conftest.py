@@ -60,3 +60,12 @@ class InterruptAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (GP solves; avoids oversubscription stalls when the CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,9 @@ from dip_lightning.tasks import Denoise, Inpaint
 
 
 @pytest.fixture(autouse=True)
-def one_thread_and_private_cache(tmp_path, monkeypatch):
-    """One thread (the CPU is shared) and a kernel cache of the test's own."""
+def private_cache(tmp_path, monkeypatch, one_thread):
+    """A kernel cache of the test's own, on one thread."""
     monkeypatch.setenv("DIP_LIGHTNING_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 TINY = ["--size=32", "--kernel.net.width=16", "--kernel.radius=12", "--variance_samples=8"]

@@ -10,12 +10,7 @@ from dip_lightning.gp.empirical import build_net, estimate_kernel, inference_ker
 from dip_lightning.gp.stationary import negative_ratio
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _skip(width: int = 32, depth: int = 2, **extra) -> dict:

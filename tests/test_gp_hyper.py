@@ -10,12 +10,7 @@ from dip_lightning.gp.kernels import rbf_kernel, rbf_radius
 from dip_lightning.gp.stationary import GridCovariance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _draw(table: torch.Tensor, side: int, noise_var: float, channels: int = 2, seed: int = 0):

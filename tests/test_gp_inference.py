@@ -12,12 +12,7 @@ from dip_lightning.gp.kernels import rbf_kernel, rbf_radius
 from dip_lightning.gp.stationary import GridCovariance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _rbf(lengthscale: float = 2.0, variance: float = 0.05) -> torch.Tensor:

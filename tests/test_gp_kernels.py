@@ -12,13 +12,7 @@ from dip_lightning.gp.kernels import (conv_net_kernel, leaky_relu_step, rbf_kern
                                       smoothed_noise_kernel)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Other sessions share the CPU: one thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _gaussian_pair_moment(rho: float, phi, n: int = 2_000_000) -> float:
