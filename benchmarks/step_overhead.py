@@ -3,8 +3,10 @@
 Both fit DIP's skip net (width 64, depth 5) to a noisy 64x64 crop of `astronaut` with Adam (lr 0.01)
 and input jitter, for the same number of steps; only the steps after a warm-up are timed (no set-up,
 no artifact writing). `fit` runs the default SGD strategy: fixed stopping, EMA, PSNR and best-output
-tracking, backtracking, the non-finite guard, logging and the progress bar. Repeats alternate the two
-and the fastest repeat of each counts. The last line is `ratio: X` (fit step time / bare step time).
+tracking, backtracking, the non-finite guard, logging and the progress bar. It also times the SGLD
+strategy's step (Langevin noise, divergence guard, posterior accumulation at every step: the worst case)
+for each sampler against the SGD strategy's step. Repeats alternate all runs and the fastest repeat of
+each counts. The last line is `ratio: X` (fit step time / bare step time).
 
     python benchmarks/step_overhead.py [--steps 300] [--warmup 50] [--repeats 3] [--device cpu]
 """
@@ -20,10 +22,11 @@ import torch
 
 from dip_lightning.data import ImageData
 from dip_lightning.nets import SkipNet
-from dip_lightning.strategies import SGD
+from dip_lightning.strategies import SGD, SGLD
 from dip_lightning.tasks import Denoise
 
 WIDTH, DEPTH, CROP, LR, JITTER = 64, 5, 64, 0.01, 1 / 30
+SAMPLERS = ("psgld", "sgld", "paper")
 
 
 class StepTimer(L.Callback):
@@ -87,16 +90,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    bare, fit = [], []
+    times: dict[str, list[float]] = {name: [] for name in ("bare", "sgd", *SAMPLERS)}
     for _ in range(args.repeats):
-        bare.append(time_bare(args.steps, args.warmup, args.device))
-        fit.append(time_fit(args.steps, args.warmup, args.device))
+        times["bare"].append(time_bare(args.steps, args.warmup, args.device))
+        times["sgd"].append(time_fit(args.steps, args.warmup, args.device))
+        for sampler in SAMPLERS:  # sampling every step (burn_in 0, thin 1): the worst case; the guard never stops
+            strategy = SGLD(sampler, burn_in=0, thin=1, max_mse_ratio=float("inf"))
+            times[sampler].append(time_fit(args.steps, args.warmup, args.device, strategy))
+    best = {name: min(values) for name, values in times.items()}
     print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, steps: {args.steps} "
           f"(timed {args.steps - args.warmup}), repeats: {args.repeats}")
-    print(f"bare loop: {1e3 * min(bare):.2f} ms/step  (all: {', '.join(f'{1e3 * t:.2f}' for t in bare)})")
-    print(f"fit:       {1e3 * min(fit):.2f} ms/step  (all: {', '.join(f'{1e3 * t:.2f}' for t in fit)})")
-    print(f"ratio: {min(fit) / min(bare):.3f}")
-
+    for name, values in times.items():
+        label = "bare loop" if name == "bare" else f"fit {name}"
+        print(f"{label:10s} {1e3 * best[name]:7.2f} ms/step  (all: {', '.join(f'{1e3 * t:.2f}' for t in values)})")
+    for sampler in SAMPLERS:
+        print(f"sgld step / sgd step ({sampler}): {best[sampler] / best['sgd']:.3f}")
+    print(f"ratio: {best['sgd'] / best['bare']:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -45,11 +45,12 @@ def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
     net = nn.Linear(3, 2)
     module = SimpleNamespace(net=net, device=torch.device("cpu"))
     trainer = _trainer()
-    guard = Backtracking(drop_db=5.0)
+    guard = Backtracking(drop_db=5.0, every_n_steps=1)
     guard.on_train_start(trainer, module)
     snapshots = []
 
     def step(psnr: float) -> None:
+        trainer.global_step = len(snapshots)
         guard.on_train_batch_start(trainer, module, 0, 0)
         snapshots.append([p.detach().clone() for p in net.parameters()])
         with torch.no_grad():  # the optimizer's update
@@ -66,3 +67,26 @@ def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
     assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
     step(float("nan"))  # non-finite counts as bad
     assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
+
+
+def test_backtracking_checks_only_every_n_steps():
+    net = nn.Linear(3, 2)
+    module = SimpleNamespace(net=net, device=torch.device("cpu"))
+    trainer = _trainer()
+    guard = Backtracking(drop_db=5.0, every_n_steps=2)
+    guard.on_train_start(trainer, module)
+    for step, psnr in enumerate([20.0, 5.0, 5.0]):  # checked at steps 0 and 2
+        trainer.global_step = step
+        guard.on_train_batch_start(trainer, module, 0, 0)
+        if step == 0:
+            checked = [p.detach().clone() for p in net.parameters()]
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(1.0)
+        unchecked = [p.detach().clone() for p in net.parameters()]
+        module.psnr_observation = torch.tensor(psnr)
+        guard.on_train_batch_end(trainer, module, None, 0, 0)
+        if step == 1:  # the drop at an unchecked step goes unseen
+            assert all(torch.equal(u, p) for u, p in zip(unchecked, net.parameters()))
+    # the drop at step 2 restores the parameters that gave 20 dB at step 0
+    assert all(torch.equal(c, p) for c, p in zip(checked, net.parameters()))

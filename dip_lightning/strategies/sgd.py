@@ -30,8 +30,9 @@ class SGD(Strategy):
         patience: ES-WMV patience P (steps).
         use_ema: return the exponential moving average of outputs instead of the raw output
             ("SGD+Avg"; with `oracle`/`wmv` the EMA at the selected step).
-        backtracking: restore the previous parameters when the PSNR to the observation drops by more than
-            `backtracking_drop_db` in one step (guards against Adam instabilities).
+        backtracking: restore the last good parameters when the PSNR to the observation drops by more than
+            `backtracking_drop_db` between two checks, `backtracking_every_n_steps` apart (guards against Adam
+            instabilities; DIP's code checks every 100 steps).
     """
 
     name = "sgd"
@@ -39,7 +40,7 @@ class SGD(Strategy):
     def __init__(self, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 0.0, stopping: Literal["fixed", "oracle", "wmv"] = "fixed",
                  window: int = 100, patience: int = 1000, use_ema: bool = False, backtracking: bool = True,
-                 backtracking_drop_db: float = 5.0) -> None:
+                 backtracking_drop_db: float = 5.0, backtracking_every_n_steps: int = 10) -> None:
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -50,6 +51,7 @@ class SGD(Strategy):
         self.use_ema = use_ema
         self.backtracking = backtracking
         self.backtracking_drop_db = backtracking_drop_db
+        self.backtracking_every_n_steps = backtracking_every_n_steps
         self._wmv: Callback | None = None
 
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
@@ -65,7 +67,9 @@ class SGD(Strategy):
     def callbacks(self, task: RestorationTask) -> list[Callback]:
         from ..callbacks import Backtracking, WMVStopping
 
-        callbacks: list[Callback] = [Backtracking(self.backtracking_drop_db)] if self.backtracking else []
+        callbacks: list[Callback] = []
+        if self.backtracking:
+            callbacks.append(Backtracking(self.backtracking_drop_db, self.backtracking_every_n_steps))
         if self.stopping == "wmv":
             self._wmv = WMVStopping(self.window, self.patience, self.use_ema)
             callbacks.append(self._wmv)

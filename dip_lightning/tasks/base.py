@@ -129,7 +129,9 @@ class RestorationTask(L.LightningModule):
         self.register_buffer("nonfinite", torch.tensor(False))
         self.best = ArgBest(out_shape)  # the output of best ground-truth PSNR (psnr_best / step_best)
         self.best_ema = ArgBest(out_shape)  # the EMA of best ground-truth PSNR
-        self.last_finite = ArgBest(out_shape)  # the latest finite output: a fallback when the loss diverges
+        # the latest output of finite loss: the fallback when the loss diverges and there is no ground truth
+        self.register_buffer("last_finite", torch.zeros(out_shape))
+        self.register_buffer("last_finite_step", torch.tensor(0))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.strategy.configure_optimizer(self)
@@ -169,12 +171,13 @@ class RestorationTask(L.LightningModule):
     @torch.no_grad()
     def _track(self, output: torch.Tensor, loss: torch.Tensor) -> None:
         """Update the step's outputs, EMA and best trackers, and log curves; tensor ops only."""
-        self.step += 1
+        self.step.add_(1)
         self.output.copy_(output)
-        self.ema.copy_(torch.where(self.step == 1, output, self.ema.lerp(output, 1 - self.hparams.ema_decay)))
+        self.ema.lerp_(output, torch.where(self.step == 1, 1.0, 1 - self.hparams.ema_decay))  # starts at output 1
         finite = torch.isfinite(loss)
-        self.nonfinite |= ~finite
-        self.last_finite.update(torch.where(finite, self.step.float(), float("nan")), output, self.step)
+        self.nonfinite.logical_or_(~finite)
+        self.last_finite.copy_(torch.where(finite, output, self.last_finite))
+        self.last_finite_step.copy_(torch.where(finite, self.step, self.last_finite_step))
         self.psnr_observation = psnr(self.forward_operator(output), self.observation)
         metrics = {"mse/observation": loss, "psnr/observation": self.psnr_observation}
         if self.has_ground_truth:
@@ -192,8 +195,10 @@ class RestorationTask(L.LightningModule):
         """The strategy's result; if the loss diverged, the best finite output instead (with a warning)."""
         selection = self.strategy.select(self)
         if bool(self.nonfinite) and not bool(torch.isfinite(selection.image).all()):
-            fallback = self.best if self.has_ground_truth and self.best.found() else self.last_finite
-            selection = Selection(fallback.image[0], int(fallback.step), metrics=selection.metrics)
+            if self.has_ground_truth and self.best.found():
+                selection = Selection(self.best.image[0], int(self.best.step), metrics=selection.metrics)
+            else:
+                selection = Selection(self.last_finite[0], int(self.last_finite_step), metrics=selection.metrics)
         return selection
 
     def summary(self, selection: Selection) -> dict[str, float | int]:
