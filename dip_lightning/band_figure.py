@@ -8,7 +8,7 @@ import matplotlib
 import torch
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display needed)
+import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
 
 
 def save_band_figure(path: str | Path, estimate: torch.Tensor, known: torch.Tensor, observation: torch.Tensor,

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from conftest import TINY, run_cli
+
 from dip_lightning.images import load_image
 
 EXTERNAL = Path(__file__).parent / "external_task"

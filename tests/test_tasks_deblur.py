@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, run_cli
 from task_helpers import set_up, tiny_net
 
-from conftest import TINY, run_cli
 from dip_lightning.data import ImageData
 from dip_lightning.errors import InputError
 from dip_lightning.tasks import Deblur

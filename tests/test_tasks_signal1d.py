@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from task_helpers import set_up
 
-from conftest import run_cli
 from dip_lightning.errors import InputError
 from dip_lightning.nets import ConvNet
 from dip_lightning.signals import SignalData, load_signal, toy_signal
@@ -51,7 +51,8 @@ def test_task_observes_a_seeded_fraction_unclipped_and_scores_coverage_on_unobse
     assert abs(float(known.float().mean()) - 0.1) < 0.03
     assert task.noise_std == 0.01  # in the signal's units, not 1/255
     residual = (task.observation - task.ground_truth)[0, 0]
-    assert float(residual[known].std()) == pytest.approx(0.01, rel=0.3) and bool((task.observation[0, 0][~known] == 0).all())
+    assert float(residual[known].std()) == pytest.approx(0.01, rel=0.3)
+    assert bool((task.observation[0, 0][~known] == 0).all())
     assert float(task.observation.min()) < -0.2  # negative values survive: no [0, 1] clipping
     truth = task.ground_truth[0]
     std = torch.full_like(truth, 0.1)
@@ -63,7 +64,7 @@ def test_task_observes_a_seeded_fraction_unclipped_and_scores_coverage_on_unobse
 
 
 def test_sgd_run_draws_the_signal_figure_and_a_file_with_nans_fails_in_one_line(capsys, tmp_path):
-    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "signal1d", *SIGNAL_TINY,
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "signal1d", *SIGNAL_TINY,
                                       f"--trainer.default_root_dir={tmp_path}")
     assert code == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())

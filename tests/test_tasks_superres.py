@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import TINY, fit_tiny, run_cli
 from kornia.color import rgb_to_ycbcr
 from task_helpers import set_up, tiny_net
 
-from conftest import TINY, fit_tiny, run_cli
 from dip_lightning.artifacts import save_image
 from dip_lightning.data import ImageData
 from dip_lightning.errors import InputError

@@ -31,7 +31,8 @@ class Signal1D(MaskedTask):
 
     def __init__(self, observed: float = 0.1, sigma: float = 0.0, **kwargs) -> None:
         if not 0.0 < observed <= 1.0:
-            raise InputError(f"model.observed={observed} is not a fraction of observed points: choose 0 < observed <= 1")
+            raise InputError(f"model.observed={observed} is not a fraction of observed points: "
+                             f"choose 0 < observed <= 1")
         super().__init__(sigma=sigma, **kwargs)
 
     @property
