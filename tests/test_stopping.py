@@ -41,12 +41,18 @@ def test_wmv_selects_the_output_at_the_brute_force_variance_minimum_and_stops_af
     assert stopped_at == best + patience
 
 
-def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
+def _guarded_net(every_n_steps: int):
+    """A small net in a fake task, with a started Backtracking guard."""
     net = nn.Linear(3, 2)
     module = SimpleNamespace(net=net, device=torch.device("cpu"))
     trainer = _trainer()
-    guard = Backtracking(drop_db=5.0, every_n_steps=1)
+    guard = Backtracking(drop_db=5.0, every_n_steps=every_n_steps)
     guard.on_train_start(trainer, module)
+    return net, module, trainer, guard
+
+
+def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
+    net, module, trainer, guard = _guarded_net(every_n_steps=1)
     snapshots = []
 
     def step(psnr: float) -> None:
@@ -70,11 +76,7 @@ def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
 
 
 def test_backtracking_checks_only_every_n_steps():
-    net = nn.Linear(3, 2)
-    module = SimpleNamespace(net=net, device=torch.device("cpu"))
-    trainer = _trainer()
-    guard = Backtracking(drop_db=5.0, every_n_steps=2)
-    guard.on_train_start(trainer, module)
+    net, module, trainer, guard = _guarded_net(every_n_steps=2)
     for step, psnr in enumerate([20.0, 5.0, 5.0]):  # checked at steps 0 and 2
         trainer.global_step = step
         guard.on_train_batch_start(trainer, module, 0, 0)
