@@ -48,7 +48,8 @@ class LangevinChain(L.Callback):
         if self.freeze_preconditioner and hasattr(optimizer, "freeze_preconditioner") and not optimizer.frozen:
             optimizer.freeze_preconditioner()
         self.left_band |= ~self.in_band(pl_module, outputs)
-        if step % self.check_every_n_steps == 0 and bool(self.left_band):
+        if step % self.check_every_n_steps == 0 and trainer.strategy.reduce_boolean_decision(
+                bool(self.left_band), all=False):  # every process stops together, like the other guards
             self.stopped_at = step
             trainer.should_stop = True
             rank_zero_warn(f"the Langevin chain left the band MSE(observation) <= {self.max_mse_ratio} sigma² at step "

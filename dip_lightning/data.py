@@ -22,6 +22,15 @@ class _Steps(Dataset):
         return index
 
 
+def step_loader(steps_per_epoch: int) -> DataLoader:
+    """The loader of a single-problem datamodule: `steps_per_epoch` step indices per epoch.
+
+    batch_size=None: no collation, the batch is a plain int and nothing is copied to the device.
+    An own generator: a new epoch's iterator must not draw from the global stream (exact resumes).
+    """
+    return DataLoader(_Steps(steps_per_epoch), batch_size=None, generator=torch.Generator())
+
+
 class ImageData(L.LightningDataModule):
     """Loads the image the task restores.
 
@@ -42,6 +51,4 @@ class ImageData(L.LightningDataModule):
         self.image = load_image(image, crop)  # (C, H, W) in [0, 1]; loaded now so bad input fails early
 
     def train_dataloader(self) -> DataLoader:
-        # batch_size=None: no collation, the batch is a plain int and nothing is copied to the device;
-        # an own generator: a new epoch's iterator must not draw from the global stream (exact resumes)
-        return DataLoader(_Steps(self.hparams.steps_per_epoch), batch_size=None, generator=torch.Generator())
+        return step_loader(self.hparams.steps_per_epoch)

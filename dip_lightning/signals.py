@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import _Steps
+from .data import step_loader
 from .errors import InputError
 
 
@@ -78,4 +78,4 @@ class SignalData(L.LightningDataModule):
         self.image = toy_signal(length) if signal == "toy" else load_signal(signal)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Steps(self.hparams.steps_per_epoch), batch_size=None)
+        return step_loader(self.hparams.steps_per_epoch)

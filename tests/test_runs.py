@@ -62,5 +62,4 @@ def test_cuda_run_matches_the_cpu_pipeline(capsys, tmp_path):
     _, cpu = fit_tiny(capsys, tmp_path, "--trainer.accelerator=cpu")
     assert gpu["steps"] == cpu["steps"] == 30
     assert gpu["psnr_observation_input"] == pytest.approx(cpu["psnr_observation_input"], abs=1e-4)
-    assert gpu["psnr_best"] > gpu["psnr_observation_input"] - 15  # it learned something, no dtype mix-up
     assert abs(gpu["psnr_best"] - cpu["psnr_best"]) < 1.0
