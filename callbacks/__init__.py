@@ -4,8 +4,7 @@ from .artifacts import RunArtifacts
 from .backtracking import Backtracking
 from .guard import NonFiniteGuard
 from .langevin import LangevinChain
-from .posterior import Moments, PosteriorAverage, merge_moments
+from .posterior import PosteriorAverage
 from .stopping import WMVStopping
 
-__all__ = ["Backtracking", "LangevinChain", "Moments", "NonFiniteGuard", "PosteriorAverage", "RunArtifacts",
-           "WMVStopping", "merge_moments"]
+__all__ = ["Backtracking", "LangevinChain", "NonFiniteGuard", "PosteriorAverage", "RunArtifacts", "WMVStopping"]

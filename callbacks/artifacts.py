@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from dip_lightning.artifacts import save_image, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.artifacts import save_image, save_rhat, save_uncertainty, to_uint8, write_metrics
 
 
 def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) -> None:
@@ -25,11 +25,12 @@ def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) 
 
 class RunArtifacts(L.Callback):
     """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
-    for samplers posterior_mean.png, uncertainty.png and posterior_std.npy, and metrics.json; PNGs for
-    2D images only. Then the task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
+    for samplers posterior_mean.png, uncertainty.png, posterior_std.npy and rhat.png, and metrics.json;
+    PNGs for 2D images only. Then the task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
 
-    Also sends the current output to image loggers every `image_every_n_steps` of the task.
-    Runs on rank 0 only; an interrupted run (Ctrl+C, an error) still writes what it has.
+    Also sends the current output (chain 0's) to image loggers every `image_every_n_steps` of the task.
+    Every process selects the result together (the chains of all processes are gathered); rank 0 alone
+    writes. An interrupted run (Ctrl+C, an error) still writes what it has, from rank 0's chains alone.
     """
 
     def __init__(self) -> None:
@@ -42,7 +43,7 @@ class RunArtifacts(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if trainer.is_global_zero and trainer.global_step % pl_module.hparams.image_every_n_steps == 0:
-            _log_images(trainer, {"images/output": pl_module.output}, trainer.global_step)
+            _log_images(trainer, {"images/output": pl_module.output[:1]}, trainer.global_step)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module)
@@ -52,12 +53,14 @@ class RunArtifacts(L.Callback):
             self.write(trainer, pl_module, interrupted=True)
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, interrupted: bool = False) -> None:
-        if self.written or not trainer.is_global_zero:
+        if self.written:
             return
         self.written = True
+        selection = pl_module.select(gather=not interrupted)  # every process, together (unless interrupted)
+        if not trainer.is_global_zero:
+            return
         run_dir = Path(trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        selection = pl_module.select()
         metrics = pl_module.summary(selection)
         metrics["seconds"] = time.perf_counter() - self.start_time
         if interrupted:
@@ -69,12 +72,17 @@ class RunArtifacts(L.Callback):
             images["posterior_mean"] = selection.image[None]
             np.save(run_dir / "posterior_std.npy", selection.std.float().cpu().numpy())
         if selection.image.dim() == 3:  # PNGs hold 2D images (C, H, W); other data is the task's to write
+            heat_maps = {}
             if selection.std is not None:
                 save_uncertainty(run_dir / "uncertainty.png", selection.std)
-                for logger in trainer.loggers:  # the heat map with its colour bar and scale, as saved
-                    if hasattr(logger, "log_image"):
-                        logger.log_image(key="images/uncertainty", images=[str(run_dir / "uncertainty.png")],
-                                         step=trainer.global_step)
+                heat_maps["uncertainty"] = run_dir / "uncertainty.png"
+            if selection.rhat is not None:
+                save_rhat(run_dir / "rhat.png", selection.rhat)
+                heat_maps["rhat"] = run_dir / "rhat.png"
+            for logger in trainer.loggers:  # the heat maps with their colour bars and scales, as saved
+                if hasattr(logger, "log_image"):
+                    for key, path in heat_maps.items():
+                        logger.log_image(key=f"images/{key}", images=[str(path)], step=trainer.global_step)
             for name, image in images.items():
                 save_image(run_dir / f"{name}.png", image[0])
         pl_module.save_artifacts(run_dir, selection)

@@ -9,13 +9,15 @@ import torch
 
 
 class Backtracking(L.Callback):
-    """Restore the last good parameters when PSNR(A(output), y) falls more than `drop_db` below the last good.
+    """Restore a chain's last good parameters when its PSNR(A(output), y) falls more than `drop_db` below
+    its last good one.
 
     Checked every `every_n_steps` steps, as DIP's reference code does (it checks every 100): a checked
-    step is good when its PSNR to the observation is at least the last good PSNR minus `drop_db`; a bad
-    step's update is replaced by the parameters that gave the last good PSNR. Done with tensor arithmetic
-    (no host sync); a non-finite PSNR counts as bad. Checking every step costs a copy of the parameters
-    per step, which on a CPU is about a tenth of a small network's step.
+    step is good for chain k when its PSNR to the observation (`task.psnr_observation[k]`) is at least its
+    last good PSNR minus `drop_db`; a bad step's update of chain k is replaced by the parameters that gave
+    its last good PSNR (parameters carry the chain index as their leading dimension). Done with tensor
+    arithmetic (no host sync); a non-finite PSNR counts as bad. Checking every step costs a copy of the
+    parameters per step, which on a CPU is about a tenth of a small network's step.
     """
 
     def __init__(self, drop_db: float = 5.0, every_n_steps: int = 10) -> None:
@@ -36,7 +38,8 @@ class Backtracking(L.Callback):
         params, device = self._params(pl_module), pl_module.device
         self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
         self.step_params = [p.clone() for p in params]
-        self.good_psnr = torch.tensor(float("-inf")) if self.good_psnr is None else self.good_psnr
+        chains = params[0].shape[:1]  # every parameter is (K, ...)
+        self.good_psnr = torch.full(chains, float("-inf")) if self.good_psnr is None else self.good_psnr
         self.good_psnr = self.good_psnr.to(device)
 
     def state_dict(self) -> dict[str, Any]:
@@ -56,11 +59,12 @@ class Backtracking(L.Callback):
                            batch_idx: int) -> None:
         if not self._checking:
             return
-        current = pl_module.psnr_observation
-        good = (current >= self.good_psnr - self.drop_db).to(current.dtype)
-        params = self._params(pl_module)
-        # bad step: params <- good_params; good step: good_params <- the params this step started from.
-        # lerp with weight exactly 0 or 1 returns one end exactly.
-        torch._foreach_lerp_(params, self.good_params, 1 - good)
-        torch._foreach_lerp_(self.good_params, self.step_params, good)
-        self.good_psnr = torch.where(good.bool(), current, self.good_psnr)
+        current = pl_module.psnr_observation  # (K,)
+        good = current >= self.good_psnr - self.drop_db
+        # bad step: params <- good_params; good step: good_params <- the params this step started from
+        for param, good_param, step_param in zip(self._params(pl_module), self.good_params, self.step_params,
+                                                 strict=True):
+            chain_good = good.view(-1, *[1] * (param.dim() - 1))
+            param.copy_(torch.where(chain_good, param, good_param))
+            good_param.copy_(torch.where(chain_good, step_param, good_param))
+        self.good_psnr = torch.where(good, current, self.good_psnr)

@@ -1,4 +1,4 @@
-"""Stop a run whose loss became non-finite, keeping what it had found."""
+"""Stop a run whose chains' losses all became non-finite, keeping what they had found."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import lightning as L
 
 
 class NonFiniteGuard(L.Callback):
-    """Every `check_every_n_steps` (one host sync each), stop when a non-finite loss has been seen.
+    """Every `check_every_n_steps` (one host sync each), stop when every chain of every process has seen a
+    non-finite loss.
 
-    The task records non-finite losses on the device every step; its best finite output is saved
-    instead of a diverged one (see `RestorationTask.select`).
+    The task records each chain's non-finite losses on the device every step; a diverged chain's best
+    finite output stands in for its diverged one (see `RestorationTask.finite_outputs`), and the other
+    chains go on.
     """
 
     def __init__(self, check_every_n_steps: int = 25) -> None:
@@ -21,5 +23,5 @@ class NonFiniteGuard(L.Callback):
                            batch_idx: int) -> None:
         if trainer.global_step % self.check_every_n_steps:
             return
-        if trainer.strategy.reduce_boolean_decision(bool(pl_module.nonfinite), all=False):
+        if trainer.strategy.reduce_boolean_decision(bool(pl_module.nonfinite.all()), all=True):
             trainer.should_stop = True

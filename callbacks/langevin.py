@@ -15,10 +15,11 @@ class LangevinChain(L.Callback):
 
     - After `burn_in` steps it freezes a PSGLD preconditioner (when `freeze_preconditioner`), which
       removes the bias of the omitted correction term; the flag travels in the optimizer's state.
-    - Divergence guard: after burn-in, a step whose MSE to the observation exceeds
-      `max_mse_ratio`·sigma² is out of band (a posterior sample fits the observation to about sigma²);
-      `in_band` vetoes its sample and the run stops at the next check (one host sync every
-      `check_every_n_steps`). `max_mse_ratio=inf` disables the guard.
+    - Divergence guard, per chain: after burn-in, a step whose MSE to the observation exceeds
+      `max_mse_ratio`·sigma² is out of band (a posterior sample fits the observation to about sigma²); a chain
+      that left the band gives no more samples (`in_band`), `left_step` (K,) records when (0: never), and the
+      run stops at the first check (one host sync every `check_every_n_steps`) at which every chain of every
+      process has left. `max_mse_ratio=inf` disables the guard.
     """
 
     def __init__(self, burn_in: int, freeze_preconditioner: bool = True, max_mse_ratio: float = 3.0,
@@ -27,18 +28,17 @@ class LangevinChain(L.Callback):
         self.freeze_preconditioner = freeze_preconditioner
         self.max_mse_ratio = max_mse_ratio
         self.check_every_n_steps = check_every_n_steps
-        self.left_band: torch.Tensor | None = None
-        self.stopped_at: int | None = None
+        self.left_step: torch.Tensor | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.left_band = torch.tensor(False, device=pl_module.device)
+        chains = pl_module.output.shape[0]
+        self.left_step = torch.zeros(chains, dtype=torch.long, device=pl_module.device)
 
     def in_band(self, pl_module: L.LightningModule, outputs: Any) -> torch.Tensor:
-        """0-d bool on the device: this step's MSE to the observation is within the band."""
-        # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
-        bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
-        return outputs["loss"].detach() <= bound  # NaN is out of band
+        """(K,) bool on the device: chain k has stayed within the band up to this step."""
+        return self.left_step == 0
 
+    @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
@@ -47,11 +47,13 @@ class LangevinChain(L.Callback):
         optimizer = trainer.optimizers[0]
         if self.freeze_preconditioner and hasattr(optimizer, "freeze_preconditioner") and not optimizer.frozen:
             optimizer.freeze_preconditioner()
-        self.left_band |= ~self.in_band(pl_module, outputs)
+        # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
+        bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
+        out_of_band = ~(outputs["chain_loss"] <= bound)  # NaN is out of band
+        self.left_step.copy_(torch.where(out_of_band & (self.left_step == 0), pl_module.step, self.left_step))
         if step % self.check_every_n_steps == 0 and trainer.strategy.reduce_boolean_decision(
-                bool(self.left_band), all=False):  # every process stops together, like the other guards
-            self.stopped_at = step
+                bool((self.left_step > 0).all()), all=True):  # every process stops together, like the other guards
             trainer.should_stop = True
-            rank_zero_warn(f"the Langevin chain left the band MSE(observation) <= {self.max_mse_ratio} sigma² at step "
-                           f"<= {step} and was stopped (diverged, or sigma is smaller than the real noise); the "
-                           f"posterior keeps the samples taken before")
+            rank_zero_warn(f"every Langevin chain left the band MSE(observation) <= {self.max_mse_ratio} sigma² by "
+                           f"step {step} and the run was stopped (diverged, or sigma is smaller than the real "
+                           f"noise); the posterior keeps the samples taken before")

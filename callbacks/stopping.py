@@ -7,16 +7,17 @@ from typing import Any
 import lightning as L
 import torch
 
-from dip_lightning.strategies.base import Selection
 from dip_lightning.tracking import ArgBest
 
 
 class WMVStopping(L.Callback):
-    """Track VAR_t = mean_w ||x_w - mean_window||² / N over the last `window` outputs; stop after `patience`
-    steps without a new minimum and select the output at the minimum.
+    """Per chain, track VAR_t = mean_w ||x_w - mean_window||² / N over its last `window` outputs; a chain is
+    done once `patience` steps have passed without a new minimum, and its output at the minimum is selected.
 
-    The window is a ring buffer with running sums (float64), so a step costs O(N), not O(window·N),
-    and needs no host sync; the stop decision syncs once every `check_every_n_steps`.
+    Each chain's minimum is decided on every step on the device (a done chain's minimum is frozen), so the
+    selected outputs do not depend on how often the host looks; the run stops at the first check (one host
+    sync every `check_every_n_steps`) at which every chain of every process is done. The window is a ring
+    buffer with running sums (float64), so a step costs O(K·N), not O(window·K·N).
     `use_ema` selects the EMA of outputs at the minimum instead of the raw output.
     """
 
@@ -32,11 +33,12 @@ class WMVStopping(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # allocated here, after the task's setup; a checkpoint may already have filled the state
         output = pl_module.output
-        n, device = output.numel(), output.device
+        (chains, *_), n, device = output.shape, output[0].numel(), output.device
         self.state = {k: v.to(device) for k, v in self.state.items()} or {
-            "ring": torch.zeros(self.window, n, device=device),
-            "sum": torch.zeros(n, dtype=torch.float64, device=device),
-            "sum_sq": torch.zeros((), dtype=torch.float64, device=device),
+            "ring": torch.zeros(self.window, chains, n, device=device),
+            "sum": torch.zeros(chains, n, dtype=torch.float64, device=device),
+            "sum_sq": torch.zeros(chains, dtype=torch.float64, device=device),
+            "done": torch.zeros(chains, dtype=torch.bool, device=device),
         }
         best = ArgBest(output.shape).to(device)
         if self.best is not None:
@@ -46,35 +48,35 @@ class WMVStopping(L.Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        x = pl_module.output.reshape(-1)
-        ring, total, total_sq = self.state["ring"], self.state["sum"], self.state["sum_sq"]
+        x = pl_module.output.flatten(1)  # (K, N)
+        ring, total, total_sq, done = (self.state[k] for k in ("ring", "sum", "sum_sq", "done"))
         slot = (trainer.global_step - 1) % self.window  # global_step has already counted this step
         old = ring[slot]
         total += x.double() - old.double()
-        total_sq += x.double().square().sum() - old.double().square().sum()
+        total_sq += x.double().square().sum(1) - old.double().square().sum(1)
         ring[slot] = x
         if trainer.global_step < self.window:
             return
         mean = total / self.window
-        variance = (total_sq / self.window - mean.square().sum()) / x.numel()
+        variance = (total_sq / self.window - mean.square().sum(1)) / x.shape[1]
         candidate = pl_module.ema if self.use_ema else pl_module.output
-        self.best.update(-variance.float(), candidate, pl_module.step)
-        if trainer.global_step % self.check_every_n_steps == 0:
-            stale = trainer.global_step - int(self.best.step) >= self.patience
-            if trainer.strategy.reduce_boolean_decision(stale, all=True):
-                trainer.should_stop = True
+        self.best.update(-variance.float(), candidate, pl_module.step, active=~done)
+        done |= pl_module.step - self.best.step >= self.patience
+        if trainer.global_step % self.check_every_n_steps == 0 and trainer.strategy.reduce_boolean_decision(
+                bool(done.all()), all=True):
+            trainer.should_stop = True
 
-    def selection(self, pl_module: L.LightningModule) -> Selection:
-        """The output at the variance minimum; the last output if the run was shorter than the window."""
+    def selection(self, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each chain's output at its variance minimum and the step, (K, C, *S) and (K,); the last outputs
+        if the run was shorter than the window."""
         if self.best is None or not self.best.found():
-            return Selection(pl_module.output[0].clone(), int(pl_module.step))
-        return Selection(self.best.image[0].clone(), int(self.best.step),
-                         metrics={"wmv_variance_min": float(-self.best.score)})
+            return pl_module.output, pl_module.step.expand(pl_module.output.shape[0])
+        return self.best.image, self.best.step
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.state, **{f"best.{k}": v for k, v in self.best.state_dict().items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.state = {k: state_dict[k] for k in ("ring", "sum", "sum_sq")}
+        self.state = {k: state_dict[k] for k in ("ring", "sum", "sum_sq", "done")}
         self.best = ArgBest(state_dict["best.image"].shape)
         self.best.load_state_dict({k[5:]: v for k, v in state_dict.items() if k.startswith("best.")})

@@ -39,26 +39,40 @@ def save_image(path: str | Path, image: torch.Tensor) -> None:
     kornia.io.write_image(Path(path), to_uint8(image))
 
 
-def save_uncertainty(path: str | Path, std: torch.Tensor, title: str = "posterior std") -> None:
-    """Heat map PNG of a per-pixel std (C, H, W) or (H, W), averaged over channels, with a colour bar.
-
-    Values are shown in image intensity units ([0, 1] scale; the colour bar gives also 0-255 units).
-    """
-    values = std.detach().float().cpu()
+def save_heat_map(path: str | Path, values: torch.Tensor, title: str, label: str, vmin: float | None = None) -> None:
+    """Heat map PNG of per-pixel values (C, H, W) or (H, W), averaged over channels, with a colour bar."""
+    values = values.detach().float().cpu()
     values = values.mean(0) if values.dim() == 3 else values
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
-    shown = ax.imshow(values.numpy(), cmap="magma", vmin=0)
+    shown = ax.imshow(values.numpy(), cmap="magma", vmin=vmin)
     ax.set_axis_off()
-    ax.set_title(f"{title} (mean {values.mean():.4f} = {255 * values.mean():.1f}/255)", fontsize=8)
+    ax.set_title(title, fontsize=8)
     bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("std, intensity in [0, 1]", fontsize=8)
+    bar.set_label(label, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def save_uncertainty(path: str | Path, std: torch.Tensor, title: str = "posterior std") -> None:
+    """Heat map PNG of a per-pixel std (C, H, W) or (H, W), averaged over channels, in image intensity
+    units ([0, 1] scale; the title gives the mean in 0-255 units too)."""
+    mean = float(std.float().mean())
+    save_heat_map(path, std, f"{title} (mean {mean:.4f} = {255 * mean:.1f}/255)", "std, intensity in [0, 1]", vmin=0)
+
+
+def save_rhat(path: str | Path, rhat: torch.Tensor) -> None:
+    """Heat map PNG of the per-pixel split-R̂ (C, H, W), averaged over channels (1 = converged)."""
+    finite = rhat[torch.isfinite(rhat)]
+    median = float(finite.median()) if finite.numel() else float("nan")
+    save_heat_map(path, rhat.nan_to_num(nan=1.0), f"split-R̂ (median {median:.3f}; <= 1.01 converged)",
+                  "R̂ (between/within-chain spread)", vmin=1.0)
+
+
 def _json_ready(value):
-    """Tensors and numpy scalars -> plain Python; non-finite floats -> None (JSON has no NaN)."""
+    """Tensors and numpy scalars -> plain Python; non-finite floats -> None (JSON has no NaN); lists item-wise."""
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
     if isinstance(value, (torch.Tensor, np.generic)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

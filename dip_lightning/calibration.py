@@ -113,10 +113,14 @@ class StdErrorSpearman(SpearmanCorrCoef):
 
 
 def calibration_metrics() -> MetricCollection:
-    """The metrics.json calibration figures: `uce`, `coverage_95`, `nll`, `spearman_std_abs_err`."""
+    """The metrics.json calibration figures: `uce`, `coverage_95`, `nll`, `spearman_std_abs_err`.
+
+    Not synced across processes: each process scores the same pooled posterior, already gathered.
+    """
+    local = {"sync_on_compute": False}
     return MetricCollection({
-        "uce": UncertaintyCalibrationError(),
-        "coverage_95": Coverage(),
-        "nll": GaussianNLL(),
-        "spearman_std_abs_err": StdErrorSpearman(),
+        "uce": UncertaintyCalibrationError(**local),
+        "coverage_95": Coverage(**local),
+        "nll": GaussianNLL(**local),
+        "spearman_std_abs_err": StdErrorSpearman(**local),
     }, compute_groups=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import lightning as L
+import torch
 
 from dip_lightning.nets import SkipNet
 from dip_lightning.tasks import RestorationTask
@@ -16,7 +17,8 @@ def tiny_net(in_channels: int, out_channels: int) -> SkipNet:
 
 
 def set_up(task: RestorationTask, data: L.LightningDataModule) -> RestorationTask:
-    """Run `task.setup` against `data` as the Trainer would (only `trainer.datamodule` is read there)."""
-    task.trainer = SimpleNamespace(datamodule=data)
+    """Run `task.setup` against `data` as the Trainer would (a one-process CPU trainer: only its datamodule,
+    rank and device are read there)."""
+    task.trainer = SimpleNamespace(datamodule=data, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     task.setup("fit")
     return task

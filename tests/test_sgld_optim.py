@@ -69,7 +69,6 @@ def test_paper_sgld_spread_ignores_target_variance():
     variances = []
     for target_var in (0.1, 0.4):
         v = torch.full((DIMS,), target_var)
-        # 3-D parameter, so PaperSGLD treats it as a conv weight and adds its noise
         make_opt = lambda p, g: PaperSGLD(p, lr=0.01, generator=g)  # noqa: E731
         mean, var = _moments(make_opt, m, v, 1.0, 1000, 3000, shape=(CHAINS, DIMS, 1))
         variances.append(var.mean())
@@ -79,7 +78,7 @@ def test_paper_sgld_spread_ignores_target_variance():
     assert variances[1] / variances[0] == pytest.approx(1.0, abs=0.1)
 
 
-def test_paper_sgld_noise_only_on_conv_weights():
+def test_paper_sgld_noise_only_on_groups_with_noise():
     torch.manual_seed(0)
     model = nn.ModuleList(
         [nn.Conv1d(16, 64, 5), nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64), nn.Linear(64, 8)]
@@ -90,13 +89,15 @@ def test_paper_sgld_noise_only_on_conv_weights():
     torch.optim.Adam(reference.parameters(), lr=0.01, weight_decay=5e-8).step()
     for noise_std, expected in ((None, 0.02), (0.05, 0.05)):
         noisy = copy.deepcopy(model)
-        opt = PaperSGLD(noisy.parameters(), lr=0.01, noise_std=noise_std)
+        conv_weights = [noisy[0].weight, noisy[1].weight]
+        rest = [p for p in noisy.parameters() if all(p is not w for w in conv_weights)]
+        opt = PaperSGLD([{"params": conv_weights}, {"params": rest, "noise_std": 0.0}], lr=0.01, noise_std=noise_std)
         calls: list[int] = []
         opt.register_step_post_hook(lambda *_, calls=calls: calls.append(1))
         opt.step()
         assert calls == [1]  # the user's hooks run once per step
         for (name, p), q in zip(noisy.named_parameters(), reference.parameters(), strict=True):
-            if p.dim() in (3, 4):  # conv weights: Adam step + N(0, noise_std²)
+            if name.endswith("weight") and p.dim() in (3, 4):  # conv weights: Adam step + N(0, noise_std²)
                 assert (p - q).std().item() == pytest.approx(expected, rel=0.05), name
             else:  # biases, BatchNorm, linear weights: the plain Adam step
                 assert torch.equal(p, q), name

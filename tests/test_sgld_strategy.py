@@ -12,6 +12,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from conftest import fit_tiny
 from dip_lightning import optim
 from dip_lightning.images import load_image
+from dip_lightning.nets.chains import stack_chains
 from dip_lightning.strategies import SGLD
 
 # TINY runs 30 steps: samples at steps 15, 20, 25, 30
@@ -44,8 +45,9 @@ def test_run_returns_the_posterior_mean_with_its_uncertainty(capsys, tmp_path, c
 
 
 def _task(reg_noise_std: float = 0.0) -> SimpleNamespace:
-    """What configure_optimizer reads from a task: 3x64x64 observation, sigma 25."""
-    return SimpleNamespace(net=nn.Conv2d(3, 3, 3), noise_std=25 / 255, num_observed=3 * 64 * 64,
+    """What configure_optimizer reads from a task: a one-chain conv + BatchNorm net, 3x64x64 observation, sigma 25."""
+    net = stack_chains([nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3))])
+    return SimpleNamespace(net=net, generators=[torch.Generator()], noise_std=25 / 255, num_observed=3 * 64 * 64,
                            hparams=SimpleNamespace(reg_noise_std=reg_noise_std))
 
 
@@ -58,7 +60,12 @@ def test_samplers_get_their_measured_lr_and_the_task_temperature():
     cold = SGLD(sampler="sgld", tau=0.25).configure_optimizer(_task())
     assert type(cold) is optim.SGLD and cold.param_groups[0]["lr"] == 3.0
     assert cold.param_groups[0]["temperature"] == pytest.approx(0.25 * bayes)
-    assert type(SGLD(sampler="paper").configure_optimizer(_task(1 / 30))) is optim.PaperSGLD
+    task = _task(1 / 30)
+    paper = SGLD(sampler="paper").configure_optimizer(task)
+    assert type(paper) is optim.PaperSGLD
+    noised, quiet = paper.param_groups  # the GP-DIP code noised the conv weights only
+    assert noised["params"] == [task.net[0].weight] and noised["noise_std"] is None and quiet["noise_std"] == 0.0
+    assert len(quiet["params"]) == 3  # conv bias, BatchNorm weight and bias
     with pytest.warns(UserWarning, match="input jitter"):
         SGLD(sampler="paper").configure_optimizer(_task(0.0))
 
@@ -68,6 +75,6 @@ def test_guard_stops_a_chain_that_leaves_the_band(capsys, tmp_path):
     run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.burn_in=5", "--model.strategy.thin=1",
                                 "--model.strategy.max_mse_ratio=0.01", "--trainer.max_steps=200",
                                 config="sgld_denoise")
-    assert metrics["steps"] == metrics["chain_left_band_step"] == 25  # the first check
+    assert metrics["steps"] == 25 and metrics["chain_left_band_step"] == [5]  # stopped at the first check
     assert metrics["samples"] == 0 and "psnr_posterior_mean" not in metrics  # every sample was vetoed
     assert (run_dir / "restored.png").is_file() and not (run_dir / "posterior_std.npy").exists()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from dip_lightning.callbacks import Backtracking, WMVStopping
+from dip_lightning.nets.chains import stack_chains
 
 
 def _trainer():
@@ -34,16 +35,15 @@ def test_wmv_selects_the_output_at_the_brute_force_variance_minimum_and_stops_af
     variances = [((stack[t - window:t] - stack[t - window:t].mean(0)) ** 2).sum(1).mean() / stack.shape[1]
                  for t in range(window, steps + 1)]
     best = window + int(torch.stack(variances).argmin())
-    selection = wmv.selection(module)
-    assert selection.step == best
-    assert torch.equal(selection.image, outputs[best - 1][0])
-    assert abs(selection.metrics["wmv_variance_min"] - float(min(variances))) < 1e-5
+    images, steps = wmv.selection(module)
+    assert steps.tolist() == [best]
+    assert torch.equal(images, outputs[best - 1])
     assert stopped_at == best + patience
 
 
 def _guarded_net(every_n_steps: int):
-    """A small net in a fake task, with a started Backtracking guard."""
-    net = nn.Linear(3, 2)
+    """Two chains of a small stacked net in a fake task, with a started Backtracking guard."""
+    net = stack_chains([nn.Conv1d(3, 2, 1), nn.Conv1d(3, 2, 1)])
     module = SimpleNamespace(net=net, device=torch.device("cpu"))
     trainer = _trainer()
     guard = Backtracking(drop_db=5.0, every_n_steps=every_n_steps)
@@ -51,28 +51,37 @@ def _guarded_net(every_n_steps: int):
     return net, module, trainer, guard
 
 
-def test_backtracking_restores_the_parameters_that_gave_the_last_good_fit():
+def _chain(params, k: int) -> list[torch.Tensor]:
+    return [p[k].detach().clone() for p in params]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_backtracking_restores_the_parameters_that_gave_a_chains_last_good_fit():
     net, module, trainer, guard = _guarded_net(every_n_steps=1)
     snapshots = []
 
-    def step(psnr: float) -> None:
+    def step(psnr_0: float, psnr_1: float = 20.0) -> None:
         trainer.global_step = len(snapshots)
         guard.on_train_batch_start(trainer, module, 0, 0)
         snapshots.append([p.detach().clone() for p in net.parameters()])
         with torch.no_grad():  # the optimizer's update
             for p in net.parameters():
                 p.add_(torch.randn_like(p))
-        module.psnr_observation = torch.tensor(psnr)
+        module.psnr_observation = torch.tensor([psnr_0, psnr_1])
         guard.on_train_batch_end(trainer, module, None, 0, 0)
 
     step(20.0)  # good: keeps the update
-    after_good = [p.detach().clone() for p in net.parameters()]
+    after_good = _chain(net.parameters(), 0)
     step(18.0)  # a 2 dB drop is tolerated
-    assert not all(torch.equal(a, p) for a, p in zip(after_good, net.parameters()))
-    step(10.0)  # an 8 dB drop: the parameters of the step that gave 18 dB come back
-    assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
+    assert not _same(after_good, _chain(net.parameters(), 0))
+    step(10.0)  # an 8 dB drop: chain 0's parameters of the step that gave 18 dB come back
+    assert _same(_chain(snapshots[1], 0), _chain(net.parameters(), 0))
+    assert not _same(_chain(snapshots[1], 1), _chain(net.parameters(), 1))  # chain 1 was fine: it moved on
     step(float("nan"))  # non-finite counts as bad
-    assert all(torch.equal(s, p) for s, p in zip(snapshots[1], net.parameters()))
+    assert _same(_chain(snapshots[1], 0), _chain(net.parameters(), 0))
 
 
 def test_backtracking_checks_only_every_n_steps():
@@ -86,9 +95,9 @@ def test_backtracking_checks_only_every_n_steps():
             for p in net.parameters():
                 p.add_(1.0)
         unchecked = [p.detach().clone() for p in net.parameters()]
-        module.psnr_observation = torch.tensor(psnr)
+        module.psnr_observation = torch.tensor([psnr, psnr])
         guard.on_train_batch_end(trainer, module, None, 0, 0)
         if step == 1:  # the drop at an unchecked step goes unseen
-            assert all(torch.equal(u, p) for u, p in zip(unchecked, net.parameters()))
+            assert _same(unchecked, list(net.parameters()))
     # the drop at step 2 restores the parameters that gave 20 dB at step 0
-    assert all(torch.equal(c, p) for c, p in zip(checked, net.parameters()))
+    assert _same(checked, list(net.parameters()))

@@ -2,15 +2,17 @@
 
 ``SGLD`` and ``PSGLD`` draw samples from ``p(θ) ∝ exp(−L(θ)/T − ||θ||²/(2σ_p²))`` for the loss ``L``
 whose gradient is in ``p.grad``. ``PaperSGLD`` reproduces the GP-DIP heuristic (Adam + weight noise)
-and is *not* a valid sampler. All three take an optional ``torch.Generator`` for reproducible noise;
-it must live on the parameters' device (noise is drawn there, in the parameters' dtype).
+and is *not* a valid sampler. All three take an optional ``torch.Generator`` for reproducible noise, or a
+sequence of K generators for parameters that stack K independent chains along their first dimension
+(row k of every parameter's noise comes from generator k, so chain k's noise is that of a one-chain run
+with generator k); generators must live on the parameters' device (noise is drawn there, in their dtype).
 Parameters whose ``grad`` is ``None`` are skipped by ``SGLD`` and ``PSGLD``, as in torch optimizers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -19,11 +21,19 @@ from torch.optim import Adam, Optimizer
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 Closure = Callable[[], Tensor] | None
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def _gaussian_like(tensors: list[Tensor], generator: torch.Generator | None) -> list[Tensor]:
-    """Standard-normal noise shaped like each tensor, on its device and in its dtype."""
-    return [torch.empty_like(t).normal_(generator=generator) for t in tensors]
+def _gaussian_like(tensors: list[Tensor], generator: Generators) -> list[Tensor]:
+    """Standard-normal noise shaped like each tensor, on its device and in its dtype; with K generators,
+    row k of every tensor (its chain k) is drawn from generator k."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return [torch.empty_like(t).normal_(generator=generator) for t in tensors]
+    noise = [torch.empty_like(t) for t in tensors]
+    for k, chain_generator in enumerate(generator):
+        for n in noise:
+            n[k].normal_(generator=chain_generator)
+    return noise
 
 
 def _check(lr: float, temperature: float, prior_std: float | None) -> None:
@@ -70,7 +80,7 @@ class SGLD(Optimizer):
         lr: float,
         temperature: float = 1.0,
         prior_std: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> None:
         _check(lr, temperature, prior_std)
         super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std))
@@ -111,7 +121,7 @@ class PSGLD(Optimizer):
         prior_std: float | None = None,
         alpha: float = 0.99,
         eps: float = 1e-5,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> None:
         _check(lr, temperature, prior_std)
         if not 0.0 <= alpha < 1.0:
@@ -177,12 +187,12 @@ class PaperSGLD(Adam):
     """Reproduction mode of the GP-DIP code's "SGLD"; NOT a valid sampler.
 
     Each step is an Adam step (``lr``, ``weight_decay``) followed by ``N(0, noise_std²)`` noise,
-    ``noise_std = 2·lr`` unless given, added to every 3-D or 4-D parameter (1-D/2-D conv weights)
-    only; biases and normalisation parameters get none. Adam normalises away the loss scale, so the
-    stationary spread is set by ``lr`` and ignores the target's variance: use it only to reproduce
-    the paper's numbers, never as an uncertainty estimate. ``noise_std`` is stored in each param
-    group (``None`` follows the group's current ``lr``, so LR schedules carry over). The noise is
-    added by a step post-hook, so Adam's own ``step`` (and its hooks) runs once and unchanged.
+    ``noise_std = 2·lr`` unless given. ``noise_std`` is stored in each param group (``None`` follows the
+    group's current ``lr``, so LR schedules carry over; 0 adds none): the GP-DIP code noised the conv
+    weights only, so give the other parameters a group with ``noise_std=0``. Adam normalises away the
+    loss scale, so the stationary spread is set by ``lr`` and ignores the target's variance: use it only
+    to reproduce the paper's numbers, never as an uncertainty estimate. The noise is added by a step
+    post-hook, so Adam's own ``step`` (and its hooks) runs once and unchanged.
     """
 
     def __init__(
@@ -191,7 +201,7 @@ class PaperSGLD(Adam):
         lr: float = 0.01,
         weight_decay: float = 5e-8,
         noise_std: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay)
         self.defaults["noise_std"] = noise_std
@@ -204,8 +214,7 @@ class PaperSGLD(Adam):
     @torch.no_grad()
     def _add_conv_noise(optimizer: PaperSGLD, args: Any, kwargs: Any) -> None:
         for group in optimizer.param_groups:
-            weights = [p for p in group["params"] if p.dim() in (3, 4)]
-            if not weights:
-                continue
             std = 2.0 * group["lr"] if group["noise_std"] is None else group["noise_std"]
-            torch._foreach_add_(weights, _gaussian_like(weights, optimizer.generator), alpha=std)
+            if std == 0 or not group["params"]:
+                continue
+            torch._foreach_add_(group["params"], _gaussian_like(group["params"], optimizer.generator), alpha=std)

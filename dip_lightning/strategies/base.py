@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import Callback
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
+
+
+Gather = Callable[[torch.Tensor], torch.Tensor]
+"""Per-chain tensor of this process (K, ...) -> the same over all the run's chains (total, ...)."""
 
 
 @dataclass
@@ -18,13 +25,15 @@ class Selection:
     """What a strategy returns after fitting.
 
     image: the restored output (C, *S) in [0, 1]; step: the iteration it comes from (None for an average);
-    std: per-pixel posterior std (C, *S) for samplers; metrics: strategy figures for metrics.json.
+    std: per-pixel posterior std (C, *S) for samplers; rhat: per-pixel split-R̂ (C, *S) for samplers;
+    metrics: strategy figures for metrics.json.
     """
 
     image: torch.Tensor
     step: int | None
     std: torch.Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    rhat: torch.Tensor | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(ABC):
@@ -32,9 +41,15 @@ class Strategy(ABC):
 
     A task calls `configure_optimizer` from `configure_optimizers`, `callbacks` from `configure_callbacks`,
     and `select` once fitting has ended. Strategies are plain objects configured from YAML by class path.
+    `chains` independent chains (restarts) run on each process, batched into one network evaluation.
     """
 
     name: str = "strategy"
+
+    def __init__(self, chains: int = 1) -> None:
+        if chains < 1:
+            raise InputError(f"model.strategy.chains={chains}: the number of chains must be >= 1")
+        self.chains = chains
 
     @abstractmethod
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
@@ -45,5 +60,6 @@ class Strategy(ABC):
         return []
 
     @abstractmethod
-    def select(self, task: RestorationTask) -> Selection:
-        """The restored output once fitting has ended."""
+    def select(self, task: RestorationTask, gather: Gather) -> Selection:
+        """The restored output once fitting has ended, over the chains that `gather` brings together (a
+        collective when it spans processes: every process calls `select`)."""

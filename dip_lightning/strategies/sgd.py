@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch import Callback
 
 from ..errors import InputError
-from .base import Selection, Strategy
+from .base import Gather, Selection, Strategy
 
 if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
 
 
 class SGD(Strategy):
-    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (SCIENCE.md §2).
+    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (docs/science.md).
+
+    With several chains (independent restarts), each chain's output is chosen by the rule alone and the
+    returned image is their average (the DIP paper's averaging of runs); metrics.json reports each
+    restart's own PSNR (`psnr_per_chain`).
 
     Args:
+        chains: independent restarts per process (each its own initialisation, code and jitter).
         optimizer: `adam` (DIP's default) or `sgd`.
         lr: learning rate.
         momentum: SGD momentum (ignored by Adam).
@@ -37,10 +42,11 @@ class SGD(Strategy):
 
     name = "sgd"
 
-    def __init__(self, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
+    def __init__(self, chains: int = 1, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 0.0, stopping: Literal["fixed", "oracle", "wmv"] = "fixed",
                  window: int = 100, patience: int = 1000, use_ema: bool = False, backtracking: bool = True,
                  backtracking_drop_db: float = 5.0, backtracking_every_n_steps: int = 10) -> None:
+        super().__init__(chains)
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -75,11 +81,24 @@ class SGD(Strategy):
             callbacks.append(self._wmv)
         return callbacks
 
-    def select(self, task: RestorationTask) -> Selection:
+    def select(self, task: RestorationTask, gather: Gather) -> Selection:
         if self.stopping == "wmv":
-            return self._wmv.selection(task)
-        if self.stopping == "oracle":
+            images, steps = self._wmv.selection(task)
+        elif self.stopping == "oracle":
             best = task.best_ema if self.use_ema else task.best
-            return Selection(best.image[0].clone(), int(best.step))
-        image = task.ema if self.use_ema else task.output
-        return Selection(image[0].clone(), int(task.step))
+            images, steps = best.image, best.step
+        else:
+            images, steps = (task.ema if self.use_ema else task.output), task.step.expand(task.output.shape[0])
+        images, steps = (gather(t) for t in task.finite_outputs(images, steps))
+        metrics = chain_metrics(task, images)
+        if len(images) == 1:
+            return Selection(images[0].clone(), int(steps[0]), metrics=metrics)
+        return Selection(images.mean(0), None, metrics={**metrics, "step_per_chain": steps.tolist()})
+
+
+def chain_metrics(task: RestorationTask, images: torch.Tensor) -> dict[str, Any]:
+    """`chains` (the count) and, with a ground truth, `psnr_per_chain`: each chain's own result (N, C, *S)."""
+    metrics: dict[str, Any] = {"chains": len(images)}
+    if task.has_ground_truth:
+        metrics["psnr_per_chain"] = [float(task.image_metrics(image[None])["psnr"]) for image in images]
+    return metrics

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import math
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch import Callback
@@ -10,14 +11,17 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from .. import optim
 from ..calibration import calibration_metrics
-from .base import Selection, Strategy
+from ..moments import batch_means_ess, pool_moments, split_rhat, variance
+from ..nets.chains import ChainConv
+from .base import Gather, Selection, Strategy
+from .sgd import chain_metrics
 
 if TYPE_CHECKING:
     from ..callbacks import LangevinChain, PosteriorAverage
     from ..tasks.base import RestorationTask
 
 DEFAULT_LR = {"sgld": 3.0, "psgld": 0.01, "paper": 0.01}
-"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (SCIENCE.md §3)."""
+"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (docs/benchmarks.md, "SGLD")."""
 
 
 class SGLD(Strategy):
@@ -27,7 +31,15 @@ class SGLD(Strategy):
     and noise std σ (tau = 1 the Bayes posterior, tau < 1 a cold one). After `burn_in` steps the output
     is accumulated every `thin` steps into a running mean and variance (callback `PosteriorAverage`).
 
+    With several chains (on one process, batched, and on every process of a multi-device run), each chain
+    is sampled independently and the posterior pools every sample of every chain: its variance includes
+    the spread between chains. metrics.json adds each chain's own posterior-mean PSNR (`psnr_per_chain`)
+    and the convergence diagnostics split-R̂ (`rhat_median`, `rhat_p99`, `rhat_max`; a map in rhat.png) and
+    the batch-means effective sample size (`ess_median`), from the streaming per-batch moments (one chain
+    is split into its two halves, so they are reported for one chain too).
+
     Args:
+        chains: independent chains per process (each its own initialisation, code and noise stream).
         sampler: `psgld` RMSprop-preconditioned SGLD (the default: measured best PSNR and calibration),
             `sgld` plain SGLD, or `paper` the GP-DIP code's heuristic (Adam + N(0, (2 lr)²) noise on conv
             weights): a reproduction mode, NOT a valid sampler; it regularises through the task's input
@@ -48,11 +60,12 @@ class SGLD(Strategy):
 
     name = "sgld"
 
-    def __init__(self, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
+    def __init__(self, chains: int = 1, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
                  tau: float = 1.0, prior_std: float | None = 1.0, alpha: float = 0.99, eps: float = 1e-5,
                  freeze_preconditioner: bool = True, weight_decay: float = 5e-8, noise_std: float | None = None,
                  burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
                  backtracking: bool = False, backtracking_drop_db: float = 5.0) -> None:
+        super().__init__(chains)
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
         self.sampler = sampler
@@ -77,18 +90,23 @@ class SGLD(Strategy):
         return self.tau * 2 * task.noise_std**2 / task.num_observed
 
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
-        # the noise comes from the global RNG: seeded by seed_everything, saved in checkpoints by the task
-        params = task.net.parameters()
+        # each chain's noise comes from its own stream (seeded per chain, saved in checkpoints by the task)
+        params, generators = task.net.parameters(), task.generators
         if self.sampler == "paper":
             if task.hparams.reg_noise_std == 0:
                 rank_zero_warn("sampler=paper regularises through the input jitter, which is off "
                                "(model.reg_noise_std=0): expect it to overfit like SGD")
-            return optim.PaperSGLD(params, lr=self.lr, weight_decay=self.weight_decay, noise_std=self.noise_std)
+            conv_weights = {id(m.weight) for m in task.net.modules() if isinstance(m, ChainConv)}
+            groups = [{"params": [p for p in task.net.parameters() if id(p) in conv_weights]},
+                      {"params": [p for p in task.net.parameters() if id(p) not in conv_weights], "noise_std": 0.0}]
+            return optim.PaperSGLD(groups, lr=self.lr, weight_decay=self.weight_decay, noise_std=self.noise_std,
+                                   generator=generators)
         temperature = self.temperature(task)
         if self.sampler == "sgld":
-            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std)
+            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std,
+                              generator=generators)
         return optim.PSGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std, alpha=self.alpha,
-                           eps=self.eps)
+                           eps=self.eps, generator=generators)
 
     def callbacks(self, task: RestorationTask) -> list[Callback]:
         from ..callbacks import Backtracking, LangevinChain, PosteriorAverage
@@ -98,21 +116,30 @@ class SGLD(Strategy):
         backtracking = [Backtracking(self.backtracking_drop_db)] if self.backtracking else []
         return [*backtracking, self._chain, self._posterior]
 
-    def select(self, task: RestorationTask) -> Selection:
-        """The posterior mean with its std; the last output (and a warning) if no sample was taken."""
-        moments = self._posterior.moments
-        samples = 0 if moments is None else int(moments.count)
-        metrics: dict[str, float] = {"samples": samples}
-        if self._chain.stopped_at is not None:
-            metrics["chain_left_band_step"] = self._chain.stopped_at
+    def select(self, task: RestorationTask, gather: Gather) -> Selection:
+        """The posterior mean pooled over all chains, with its std and the diagnostics; the chains' last
+        outputs averaged (and a warning) if fewer than two samples were taken."""
+        count, mean, m2 = (gather(t) for t in self._posterior.moments.state())  # (N, B), (N, B, C, *S)
+        left = gather(self._chain.left_step)
+        samples = int(count.sum())
+        metrics: dict[str, Any] = {"samples": samples, "chains": len(count)}
+        if bool((left > 0).any()):
+            metrics["chain_left_band_step"] = [int(step) or None for step in left]
         if samples < 2:
             rank_zero_warn(f"{samples} posterior sample(s) after {int(task.step)} steps (burn_in={self.burn_in}, "
                            f"thin={self.thin}): returning the last output without an uncertainty map")
-            return Selection(task.output[0].clone(), int(task.step), metrics=metrics)
-        mean, variance = moments.mean, moments.variance()
-        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (SCIENCE.md §4)
+            return Selection(gather(task.output).mean(0), int(task.step), metrics=metrics)
+        total, posterior_mean, posterior_m2 = pool_moments(*(t.flatten(0, 1) for t in (count, mean, m2)))
+        posterior_var = variance(total, posterior_m2)
+        _, chain_means, _ = pool_moments(count, mean, m2, dim=1)
+        metrics.update(chain_metrics(task, chain_means))
+        rhat, ess = split_rhat(count, mean, m2), batch_means_ess(count, mean, m2)
+        metrics.update(rhat_median=float(rhat.nanmedian()), rhat_p99=float(rhat.nanquantile(0.99)),
+                       rhat_max=float(rhat.nan_to_num(nan=-math.inf).max()), ess_median=float(ess.nanmedian()))
+        mean, variance_ = posterior_mean[None], posterior_var[None]
+        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md)
             metrics["psnr_posterior_mean"] = float(task.image_metrics(mean)["psnr"])
             calibration = calibration_metrics().to(mean.device)
-            calibration.update(mean, variance, task.ground_truth)
+            calibration.update(mean, variance_, task.ground_truth)
             metrics.update({key: float(value) for key, value in calibration.compute().items()})
-        return Selection(mean[0].clone(), None, std=variance[0].sqrt(), metrics=metrics)
+        return Selection(posterior_mean, None, std=posterior_var.sqrt(), rhat=rhat, metrics=metrics)

@@ -15,6 +15,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from ..errors import InputError
 from ..images import crop_to_multiple
 from ..nets import SkipNet
+from ..nets.chains import stack_chains
 from ..strategies.base import Selection, Strategy
 from ..tracking import ArgBest
 
@@ -27,6 +28,18 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return peak_signal_noise_ratio(prediction, target, data_range=1.0)
 
 
+def chain_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each chain's [0, 1] image in `prediction` (K, C, *S) against `target` (1 or K, C, *S): (K,)."""
+    return peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=1.0, reduction="none",
+                                   dim=tuple(range(1, prediction.dim())))
+
+
+def chain_seed(index: int) -> int:
+    """The seed of chain `index` (counted over all processes): the run's seed (`seed_everything`) + index, so
+    chain k of any run is reproduced alone by a one-chain run with `seed_everything` = seed + k."""
+    return (torch.initial_seed() + index) % 2**63
+
+
 class RestorationTask(L.LightningModule):
     """Fits f_θ(z) so that A(f_θ(z)) matches the observation y; a subclass supplies the operator A.
 
@@ -34,6 +47,11 @@ class RestorationTask(L.LightningModule):
     identity, `forward_operator` (and `data_loss` for a partial observation). The datamodule gives the
     image (ground truth, or the observation itself when `data.is_observation` is set); the task builds
     the observation (seeded by `observation_seed`), the network and the fixed input code in `setup`.
+
+    Chains: the strategy's `chains` K independent networks (SGLD chains or SGD restarts) run as one
+    batched network (`nets.chains`); the chain index is the leading dimension of every per-step tensor
+    (`z`, `output`, `ema`: (K, C, *S)), and the observation (1, C, *S) is shared. Chain k draws its weights,
+    its code z, its input jitter and its Langevin noise from its own stream, seeded by `chain_seed`.
 
     Args:
         net: network class; called with (input_channels, image channels).
@@ -65,12 +83,12 @@ class RestorationTask(L.LightningModule):
         """Simulate the observation y of a clean image (C, *S), drawing randomness from `generator`."""
 
     def forward_operator(self, output: torch.Tensor) -> torch.Tensor:
-        """A: network output (1, C, *S) -> the observation's space. Identity by default."""
+        """A: network outputs (K, C, *S) -> the observation's space. Identity by default."""
         return output
 
     def data_loss(self, output: torch.Tensor) -> torch.Tensor:
-        """Mean squared error between A(output) and the observation over its observed entries."""
-        return torch.mean((self.forward_operator(output) - self.observation) ** 2)
+        """Per chain (K,): the mean squared error between A(output) and the observation over its observed entries."""
+        return (self.forward_operator(output) - self.observation).square().flatten(1).mean(1)
 
     def output_size(self, observation: torch.Tensor) -> tuple[int, ...]:
         """Spatial size of the network output for an observation (C, *S); the same size by default."""
@@ -110,8 +128,17 @@ class RestorationTask(L.LightningModule):
         if data is None or not hasattr(data, "image"):
             raise InputError("the task needs a datamodule that provides the image (e.g. dip_lightning.data.ImageData)")
         channels = data.image.shape[0]
-        self.net = self.net_factory(self.hparams.input_channels, channels)
-        multiple = getattr(self.net, "size_multiple", 1)
+        chains = self.strategy.chains
+        first = self.trainer.global_rank * chains
+        seeds = [chain_seed(first + k) for k in range(chains)]  # this process's chains are first, first + 1, ...
+        nets, streams = [], []
+        with torch.random.fork_rng(devices=[]):  # network initialisers draw from the global stream
+            for seed in seeds:
+                torch.manual_seed(seed)
+                nets.append(self.net_factory(self.hparams.input_channels, channels))
+                streams.append(torch.Generator().set_state(torch.get_rng_state()))  # the chain's stream goes on
+        self.net = stack_chains(nets)
+        multiple = getattr(nets[0], "size_multiple", 1)
         if data.is_observation:
             observation = self.fit_to_network(data.image, multiple)
         else:
@@ -121,17 +148,22 @@ class RestorationTask(L.LightningModule):
             self.register_buffer("ground_truth", clean[None])
         self.register_buffer("observation", observation[None])
         size = self.output_size(observation)
-        self.register_buffer("z", torch.rand(1, self.hparams.input_channels, *size) * self.hparams.input_scale)
-        out_shape = (1, channels, *size)
+        codes = [torch.rand(self.hparams.input_channels, *size, generator=g) for g in streams]
+        self.register_buffer("z", torch.stack(codes) * self.hparams.input_scale)  # (K, C_in, *S)
+        # each chain's per-step randomness (input jitter, Langevin noise) on the device, seeded by its stream
+        device = self.trainer.strategy.root_device
+        self.generators = [torch.Generator(device).manual_seed(int(torch.randint(2**62, (), generator=g)))
+                           for g in streams]
+        out_shape = (chains, channels, *size)
         self.register_buffer("output", torch.zeros(out_shape))
         self.register_buffer("ema", torch.zeros(out_shape))
         self.register_buffer("step", torch.tensor(0))
-        self.register_buffer("nonfinite", torch.tensor(False))
-        self.best = ArgBest(out_shape)  # the output of best ground-truth PSNR (psnr_best / step_best)
-        self.best_ema = ArgBest(out_shape)  # the EMA of best ground-truth PSNR
-        # the latest output of finite loss: the fallback when the loss diverges and there is no ground truth
+        self.register_buffer("nonfinite", torch.zeros(chains, dtype=torch.bool))
+        self.best = ArgBest(out_shape)  # each chain's output of best ground-truth PSNR (psnr_best / step_best)
+        self.best_ema = ArgBest(out_shape)  # each chain's EMA of best ground-truth PSNR
+        # each chain's latest output of finite loss: the fallback when it diverges and there is no ground truth
         self.register_buffer("last_finite", torch.zeros(out_shape))
-        self.register_buffer("last_finite_step", torch.tensor(0))
+        self.register_buffer("last_finite_step", torch.zeros(chains, dtype=torch.long))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.strategy.configure_optimizer(self)
@@ -142,67 +174,90 @@ class RestorationTask(L.LightningModule):
         return [*self.strategy.callbacks(self), NonFiniteGuard(), RunArtifacts()]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # the random streams (input jitter, Langevin noise) continue exactly after a resume
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        # the chains' random streams (input jitter, Langevin noise) continue exactly after a resume
+        checkpoint["chain_rng_states"] = [g.get_state() for g in self.generators]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        states = checkpoint.get("rng_states", {})
-        if "torch" in states:
-            torch.set_rng_state(states["torch"])
-        if "cuda" in states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        for generator, state in zip(self.generators, checkpoint["chain_rng_states"], strict=True):
+            generator.set_state(state)
 
     # ----- the step ------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output for code `z` (the fixed code by default), shape (1, C, *S)."""
+        """The chains' outputs for codes `z` (K, C_in, *S) (the fixed codes by default), shape (K, C, *S)."""
         return self.net(self.z if z is None else z)
 
-    def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
+    def chain_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like `like` (K, ...), row k drawn from chain k's stream."""
+        noise = torch.empty_like(like)
+        for row, generator in zip(noise, self.generators, strict=True):
+            row.normal_(generator=generator)
+        return noise
+
+    def training_step(self, batch: int, batch_idx: int) -> dict[str, torch.Tensor]:
+        """One step of every chain: the loss is the sum of the chains' losses, so chain k's weights get the
+        gradient of its own loss alone; `chain_loss` (K,) is each chain's loss."""
         z = self.z
         if self.hparams.reg_noise_std > 0:
-            z = z + self.hparams.reg_noise_std * torch.randn_like(z)
+            z = z + self.hparams.reg_noise_std * self.chain_noise(z)
         output = self(z)
-        loss = self.data_loss(output)
-        self._track(output.detach(), loss.detach())
-        return loss
+        chain_loss = self.data_loss(output)
+        self._track(output.detach(), chain_loss.detach())
+        return {"loss": chain_loss.sum(), "chain_loss": chain_loss.detach()}
 
     @torch.no_grad()
-    def _track(self, output: torch.Tensor, loss: torch.Tensor) -> None:
-        """Update the step's outputs, EMA and best trackers, and log curves; tensor ops only."""
+    def _track(self, output: torch.Tensor, chain_loss: torch.Tensor) -> None:
+        """Update the step's outputs, EMA and best trackers, and log curves (means over chains); tensor ops only."""
         self.step.add_(1)
         self.output.copy_(output)
         self.ema.lerp_(output, torch.where(self.step == 1, 1.0, 1 - self.hparams.ema_decay))  # starts at output 1
-        finite = torch.isfinite(loss)
+        finite = torch.isfinite(chain_loss)
         self.nonfinite.logical_or_(~finite)
-        self.last_finite.copy_(torch.where(finite, output, self.last_finite))
+        self.last_finite.copy_(torch.where(per_chain(finite, output), output, self.last_finite))
         self.last_finite_step.copy_(torch.where(finite, self.step, self.last_finite_step))
-        self.psnr_observation = psnr(self.forward_operator(output), self.observation)
-        metrics = {"mse/observation": loss, "psnr/observation": self.psnr_observation}
+        self.psnr_observation = chain_psnr(self.forward_operator(output), self.observation)  # (K,)
+        metrics = {"mse/observation": chain_loss.mean(), "psnr/observation": self.psnr_observation.mean()}
         if self.has_ground_truth:
-            metrics["psnr/ground_truth"] = psnr(output, self.ground_truth)
-            metrics["psnr/ema"] = psnr(self.ema, self.ground_truth)
-            self.best.update(metrics["psnr/ground_truth"], output, self.step)
-            self.best_ema.update(metrics["psnr/ema"], self.ema, self.step)
+            chain_truth = chain_psnr(output, self.ground_truth)
+            chain_ema = chain_psnr(self.ema, self.ground_truth)
+            self.best.update(chain_truth, output, self.step)
+            self.best_ema.update(chain_ema, self.ema, self.step)
+            metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes logs at
             self.log_dict(metrics, prog_bar=False)
-            self.log("psnr", metrics.get("psnr/ground_truth", self.psnr_observation), prog_bar=True,
+            self.log("psnr", metrics.get("psnr/ground_truth", metrics["psnr/observation"]), prog_bar=True,
                      logger=False)
 
     # ----- results -------------------------------------------------------------------------------------
-    def select(self) -> Selection:
-        """The strategy's result; if the loss diverged, the best finite output instead (with a warning)."""
-        selection = self.strategy.select(self)
-        if bool(self.nonfinite) and not bool(torch.isfinite(selection.image).all()):
-            if self.has_ground_truth and self.best.found():
-                selection = Selection(self.best.image[0], int(self.best.step), metrics=selection.metrics)
-            else:
-                selection = Selection(self.last_finite[0], int(self.last_finite_step), metrics=selection.metrics)
-        return selection
+    @property
+    def total_chains(self) -> int:
+        """The chains of the whole run: this process's K times the number of processes."""
+        return self.strategy.chains * self.trainer.world_size
+
+    def gather_chains(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's (K, ...) `tensor` stacked over the run's chains, (total_chains, ...), on every
+        process (a collective: all processes call it together). The tensor itself with one process."""
+        if self.trainer.world_size == 1:
+            return tensor
+        return self.trainer.strategy.all_gather(tensor).flatten(0, 1)
+
+    def finite_outputs(self, outputs: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-chain outputs (K, C, *S) and their steps (K,), with each chain that diverged to a non-finite
+        output replaced by its best finite output (the ground-truth best, else its last of finite loss)."""
+        fallback = self.best if self.has_ground_truth else None
+        images = fallback.image if fallback is not None else self.last_finite
+        fallback_steps = fallback.step if fallback is not None else self.last_finite_step
+        broken = ~torch.isfinite(outputs).flatten(1).all(1)
+        return (torch.where(per_chain(broken, outputs), images, outputs),
+                torch.where(broken, fallback_steps, steps))
+
+    def select(self, gather: bool = True) -> Selection:
+        """The strategy's result over all chains (`gather`: of every process; a collective), or over this
+        process's chains alone (`gather=False`, e.g. after an interruption that may have hit one process)."""
+        return self.strategy.select(self, self.gather_chains if gather else (lambda tensor: tensor))
 
     def summary(self, selection: Selection) -> dict[str, float | int]:
-        """metrics.json figures: the selected output's quality, the run's curve landmarks, run length."""
+        """metrics.json figures: the selected output's quality, the run's curve landmarks (this process's
+        chains: `psnr_final` their mean, `psnr_best` the best of them), run length."""
         steps = int(self.step)
         metrics: dict[str, float | int] = {"steps": steps, **selection.metrics}
         if selection.step is not None:
@@ -214,11 +269,17 @@ class RestorationTask(L.LightningModule):
                 metrics["psnr_observation_input"] = float(psnr(self.observation, self.ground_truth))
             for key, value in self.image_metrics(selection.image[None]).items():
                 metrics["psnr_selected" if key == "psnr" else key] = float(value)
-            metrics["psnr_final"] = float(psnr(self.output, self.ground_truth))
-            metrics["psnr_ema_final"] = float(psnr(self.ema, self.ground_truth))
+            metrics["psnr_final"] = float(chain_psnr(self.output, self.ground_truth).mean())
+            metrics["psnr_ema_final"] = float(chain_psnr(self.ema, self.ground_truth).mean())
             if self.best.found():
-                metrics["psnr_best"] = float(self.best.score)
-                metrics["step_best"] = int(self.best.step)
-        if bool(self.nonfinite):
+                best = int(self.best.score.argmax())
+                metrics["psnr_best"] = float(self.best.score[best])
+                metrics["step_best"] = int(self.best.step[best])
+        if bool(self.nonfinite.any()):
             metrics["nonfinite_loss"] = True
         return metrics
+
+
+def per_chain(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-chain `values` (K,) shaped to broadcast against `like` (K, ...)."""
+    return values.view(-1, *[1] * (like.dim() - 1))

@@ -65,8 +65,8 @@ class Inpaint(MaskedTask):
             self.set_mask(self._region)
             self.observation.mul_(self.mask)
 
-    def select(self) -> Selection:
-        selection = super().select()
+    def select(self, gather: bool = True) -> Selection:
+        selection = super().select(gather)
         if not self.hparams.paste_known:
             return selection
         pasted = torch.where(self.mask[0].bool(), self.observation[0], selection.image)

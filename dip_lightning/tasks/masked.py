@@ -27,8 +27,8 @@ class MaskedTask(RestorationTask):
         return output * self.mask
 
     def data_loss(self, output: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the observed entries only (P = known entries x channels)."""
-        return torch.sum((self.forward_operator(output) - self.observation) ** 2) / self.num_observed
+        """Per chain (K,): the mean squared error over the observed entries only (P = known entries x channels)."""
+        return (self.forward_operator(output) - self.observation).square().flatten(1).sum(1) / self.num_observed
 
     @property
     def num_observed(self) -> int:

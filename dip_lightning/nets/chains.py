@@ -1,0 +1,110 @@
+"""K independent copies of a network evaluated as one: the chain dimension is the batch dimension.
+
+`stack_chains` turns K networks of the same architecture into one module whose input and output carry
+the chain index as their leading dimension, (K, C, *S). Every convolution becomes one grouped convolution
+over the K chains' channels side by side and every BatchNorm one BatchNorm over K·C channels (batch
+statistics per chain and channel, as in the K networks alone), so a step is one network evaluation for all
+K chains, not a Python loop. Parameters keep their names with a leading chain dimension: chain k's weights
+are `param[k]`, and the K chains never share a gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+
+
+class ChainConv(nn.Module):
+    """K convolutions of one shape as one grouped convolution. Input (K, C, *S) -> (K, O, *S')."""
+
+    def __init__(self, convs: list[nn.Conv1d | nn.Conv2d]) -> None:
+        super().__init__()
+        first = convs[0]
+        self.dim = len(first.kernel_size)
+        self.stride, self.dilation, self.groups = first.stride, first.dilation, first.groups
+        self.in_channels, self.out_channels, self.kernel_size = first.in_channels, first.out_channels, first.kernel_size
+        self.padding_mode = first.padding_mode
+        self.padding = first.padding
+        self.pad = first._reversed_padding_repeated_twice  # F.pad's order, for non-zero padding modes
+        self.weight = nn.Parameter(torch.stack([c.weight.detach() for c in convs]))  # (K, O, C/groups, *k)
+        self.bias = nn.Parameter(torch.stack([c.bias.detach() for c in convs])) if first.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chains = self.weight.shape[0]
+        x = x.reshape(1, -1, *x.shape[2:])  # the chains' channels side by side
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            x, padding = F.pad(x, self.pad, mode=self.padding_mode), 0
+        bias = None if self.bias is None else self.bias.flatten()
+        y = _CONV[self.dim](x, self.weight.flatten(0, 1), bias, self.stride, padding, self.dilation,
+                            self.groups * chains)
+        return y.reshape(chains, self.out_channels, *y.shape[2:])
+
+
+class ChainBatchNorm(nn.Module):
+    """K BatchNorms of C channels as one over K·C channels. Input (K, C, *S) -> the same shape.
+
+    Batch statistics are per chain and channel (over the spatial positions of its one image), exactly
+    those of the K BatchNorms alone; running statistics are (K, C) buffers.
+    """
+
+    def __init__(self, norms: list[nn.BatchNorm1d | nn.BatchNorm2d]) -> None:
+        super().__init__()
+        first = norms[0]
+        if first.momentum is None:
+            raise InputError("BatchNorm with momentum=None (a cumulative average) cannot run several chains at once")
+        self.eps, self.momentum, self.track_running_stats = first.eps, first.momentum, first.track_running_stats
+        self.num_features = first.num_features
+        stack = lambda name: torch.stack([getattr(n, name).detach() for n in norms])  # noqa: E731
+        self.weight = nn.Parameter(stack("weight")) if first.affine else None
+        self.bias = nn.Parameter(stack("bias")) if first.affine else None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", stack("running_mean"))
+            self.register_buffer("running_var", stack("running_var"))
+        else:
+            self.running_mean = self.running_var = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        use_batch_stats = self.training or not self.track_running_stats
+        flat = lambda t: None if t is None else t.view(-1)  # noqa: E731  (views: running stats update in place)
+        y = F.batch_norm(x.reshape(1, -1, *x.shape[2:]), flat(self.running_mean), flat(self.running_var),
+                         flat(self.weight), flat(self.bias), use_batch_stats, self.momentum, self.eps)
+        return y.reshape(x.shape)
+
+
+_STACKED = {nn.Conv1d: ChainConv, nn.Conv2d: ChainConv, nn.BatchNorm1d: ChainBatchNorm, nn.BatchNorm2d: ChainBatchNorm}
+
+
+def stack_chains(nets: list[nn.Module]) -> nn.Module:
+    """One module running the K networks `nets` (same architecture) at once on (K, C, *S) inputs.
+
+    Convolutions and BatchNorms are stacked; every other layer must hold no parameters or buffers and
+    treat batch entries independently (activations, padding, interpolation, pooling, concatenation), which
+    holds for the DIP networks of `dip_lightning.nets`.
+    """
+    if type(nets[0]) in _STACKED:
+        return _STACKED[type(nets[0])](nets)
+    ensemble = copy.deepcopy(nets[0])
+    members = [dict(net.named_modules()) for net in nets]
+    for name, module in list(ensemble.named_modules()):
+        if type(module) in _STACKED:
+            parent, _, attr = name.rpartition(".")
+            ensemble.get_submodule(parent).register_module(attr, _STACKED[type(module)]([m[name] for m in members]))
+        elif next(module.parameters(recurse=False), None) is not None or next(module.buffers(recurse=False), None) \
+                is not None:
+            raise InputError(f"layer {name!r} ({type(module).__name__}) cannot run several chains at once: only "
+                             f"Conv1d/2d and BatchNorm1d/2d layers hold weights in a chained network; use "
+                             f"model.strategy.chains=1 with this network")
+    return ensemble
+
+
+def chain_state_dict(ensemble: nn.Module, chain: int) -> dict[str, torch.Tensor]:
+    """The state dict of chain `chain` alone, loadable into one of the networks that were stacked."""
+    return {name: value[chain] for name, value in ensemble.state_dict().items()}
