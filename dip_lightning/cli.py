@@ -7,6 +7,7 @@ A bare config name is looked up in `configs/`. Each run writes into a new direct
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from .artifacts import new_run_dir
+from .distributed import RUN_DIR_ENV, chain_strategy, process_count, shared_run_dir
 from .errors import InputError
 from .logging import wandb_logger
 from .tasks import RestorationTask
@@ -84,10 +85,14 @@ class DIPCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs):
-        """Create the run directory and put the logger, checkpoints and artifacts in it."""
+        """Create the run directory (one for all processes) and put the logger, checkpoints and artifacts in
+        it; several processes get the independent-chains strategy (no gradient averaging)."""
         config = self._get(self.config_init, "trainer", default={})
         name = f"{type(self.model).__name__.lower()}-{self.model.strategy.name}"
-        self.run_dir = new_run_dir(config.get("default_root_dir") or "outputs", name)
+        processes = process_count(config.get("accelerator"), config.get("devices"), config.get("num_nodes") or 1)
+        if processes > 1:
+            kwargs["strategy"] = chain_strategy(config.get("strategy", "auto"))
+        self.run_dir = shared_run_dir(config.get("default_root_dir") or "outputs", name, processes)
         kwargs["default_root_dir"] = str(self.run_dir)
         if config.get("logger") in (None, True):
             kwargs["logger"] = wandb_logger(self.run_dir, name)
@@ -106,15 +111,17 @@ class DIPCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except Exception as err:
-            if _input_error(err) and not (self.run_dir / "metrics.json").exists():
+            if _input_error(err) and self.trainer.is_global_zero and not (self.run_dir / "metrics.json").exists():
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         except SystemExit:  # Lightning exits after a Ctrl+C, once the callbacks have saved the results
-            if (self.run_dir / "metrics.json").exists():
+            if self.trainer.is_global_zero and (self.run_dir / "metrics.json").exists():
                 _finish_wandb()
                 print(f"interrupted: results so far and a checkpoint to resume from (--ckpt_path) are saved\n"
                       f"outputs: {self.run_dir}")
             raise
+        finally:
+            os.environ.pop(RUN_DIR_ENV, None)  # the next run in this process gets its own directory
 
 
 def _fail(message: str) -> None:
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv; keep it equal to the resolved arguments
             cli = DIPCLI()
-            run_dir = cli.run_dir
+            run_dir = cli.run_dir if cli.trainer.is_global_zero else None  # rank 0 alone reports
     except Exception as err:  # noqa: BLE001  (bad input may arrive wrapped by jsonargparse)
         cause = _input_error(err)
         if cause is None:
