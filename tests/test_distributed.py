@@ -71,3 +71,20 @@ def test_moments_pooled_across_processes_equal_those_of_all_samples(tmp_path):
     assert int(count) == 80
     torch.testing.assert_close(mean, samples.mean(0))
     torch.testing.assert_close(variance(count, m2), samples.var(0))
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_same_run(tmp_path):
+    """torchrun starts the processes itself: they agree on one run directory named after the rendezvous."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "dip_lightning", "fit", "--config", "sgld_denoise", *TINY, *TWO_PROCESSES,
+                             "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                             "--model.strategy.max_mse_ratio=1e9", f"--trainer.default_root_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert [line for line in result.stdout.splitlines() if line.startswith("outputs: ")] == [f"outputs: {run_dir}"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["chains"] == 2 and metrics["samples"] == 20
+    assert (run_dir / "checkpoints" / "last.rank1.ckpt").is_file()

@@ -22,7 +22,6 @@ class SGD(Strategy):
     restart's own PSNR (`psnr_per_chain`).
 
     Args:
-        chains: independent restarts per process (each its own initialisation, code and jitter).
         optimizer: `adam` (DIP's default) or `sgd`.
         lr: learning rate.
         momentum: SGD momentum (ignored by Adam).
@@ -38,14 +37,15 @@ class SGD(Strategy):
         backtracking: restore the last good parameters when the PSNR to the observation drops by more than
             `backtracking_drop_db` between two checks, `backtracking_every_n_steps` apart (guards against Adam
             instabilities; DIP's code checks every 100 steps).
+        chains: independent restarts per process (each its own initialisation, code and jitter).
     """
 
     name = "sgd"
 
-    def __init__(self, chains: int = 1, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
+    def __init__(self, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 0.0, stopping: Literal["fixed", "oracle", "wmv"] = "fixed",
                  window: int = 100, patience: int = 1000, use_ema: bool = False, backtracking: bool = True,
-                 backtracking_drop_db: float = 5.0, backtracking_every_n_steps: int = 10) -> None:
+                 backtracking_drop_db: float = 5.0, backtracking_every_n_steps: int = 10, chains: int = 1) -> None:
         super().__init__(chains)
         self.optimizer = optimizer
         self.lr = lr

@@ -39,7 +39,6 @@ class SGLD(Strategy):
     is split into its two halves, so they are reported for one chain too).
 
     Args:
-        chains: independent chains per process (each its own initialisation, code and noise stream).
         sampler: `psgld` RMSprop-preconditioned SGLD (the default: measured best PSNR and calibration),
             `sgld` plain SGLD, or `paper` the GP-DIP code's heuristic (Adam + N(0, (2 lr)²) noise on conv
             weights): a reproduction mode, NOT a valid sampler; it regularises through the task's input
@@ -56,15 +55,16 @@ class SGLD(Strategy):
             to the observation exceeds this multiple of σ²; a huge value (1e9) disables it.
         backtracking: DIP's Adam guard (restore the last parameters when the PSNR to the observation drops
             by more than `backtracking_drop_db`); the GP-DIP code ran it with the paper mode.
+        chains: independent chains per process (each its own initialisation, code and noise stream).
     """
 
     name = "sgld"
 
-    def __init__(self, chains: int = 1, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
+    def __init__(self, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
                  tau: float = 1.0, prior_std: float | None = 1.0, alpha: float = 0.99, eps: float = 1e-5,
                  freeze_preconditioner: bool = True, weight_decay: float = 5e-8, noise_std: float | None = None,
                  burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
-                 backtracking: bool = False, backtracking_drop_db: float = 5.0) -> None:
+                 backtracking: bool = False, backtracking_drop_db: float = 5.0, chains: int = 1) -> None:
         super().__init__(chains)
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
