@@ -14,31 +14,53 @@ def _trainer():
                            strategy=SimpleNamespace(reduce_boolean_decision=lambda x, all=True: x))
 
 
-def test_wmv_selects_the_output_at_the_brute_force_variance_minimum_and_stops_after_patience():
-    torch.manual_seed(0)
-    window, patience, steps = 5, 12, 60
-    # outputs settle (variance falls) until step 25, then drift apart again
-    scales = torch.cat([torch.linspace(1, 0.05, 25), torch.linspace(0.05, 1, steps - 25)])
-    outputs = [s * torch.randn(1, 2, 4, 4) + 0.5 for s in scales]
-    module = SimpleNamespace(output=torch.zeros(1, 2, 4, 4), ema=torch.zeros(1, 2, 4, 4), step=torch.tensor(0))
+def _run_wmv(outputs: list[torch.Tensor], window: int, patience: int, check_every: int):
+    """ES-WMV over the given outputs (K, C, H, W) per step; returns (its selection, the step it stopped at)."""
+    module = SimpleNamespace(output=torch.zeros_like(outputs[0]), ema=torch.zeros_like(outputs[0]),
+                             step=torch.tensor(0))
     trainer = _trainer()
-    wmv = WMVStopping(window, patience, check_every_n_steps=1)
+    wmv = WMVStopping(window, patience, check_every_n_steps=check_every)
     wmv.on_train_start(trainer, module)
-    stopped_at = None
     for t, x in enumerate(outputs, start=1):
         trainer.global_step, module.step = t, torch.tensor(t)
         module.output = x
         wmv.on_train_batch_end(trainer, module, None, t, t)
-        if trainer.should_stop and stopped_at is None:
-            stopped_at = t
+        if trainer.should_stop:
+            return wmv.selection(module), t
+    return wmv.selection(module), None
+
+
+def _settling_outputs(chains: int, steps: int, settle: list[int]) -> list[torch.Tensor]:
+    """Outputs whose spread falls until step settle[k] for chain k, then grows again."""
+    torch.manual_seed(0)
+    scales = torch.stack([torch.cat([torch.linspace(1, 0.05, s), torch.linspace(0.05, 1, steps - s)]) for s in settle])
+    return [scales[:, t].view(chains, 1, 1, 1) * torch.randn(chains, 2, 4, 4) + 0.5 for t in range(steps)]
+
+
+def test_wmv_selects_the_output_at_the_brute_force_variance_minimum_and_stops_after_patience():
+    window, patience, steps = 5, 12, 60
+    outputs = _settling_outputs(1, steps, [25])
+    (images, chosen), stopped_at = _run_wmv(outputs, window, patience, check_every=1)
     stack = torch.stack([x.flatten() for x in outputs])
     variances = [((stack[t - window:t] - stack[t - window:t].mean(0)) ** 2).sum(1).mean() / stack.shape[1]
                  for t in range(window, steps + 1)]
     best = window + int(torch.stack(variances).argmin())
-    images, steps = wmv.selection(module)
-    assert steps.tolist() == [best]
+    assert chosen.tolist() == [best]
     assert torch.equal(images, outputs[best - 1])
     assert stopped_at == best + patience
+
+
+def test_wmv_chains_choose_alone_the_run_stops_when_all_are_done_and_checks_change_nothing_chosen():
+    window, patience, steps = 5, 12, 90
+    outputs = _settling_outputs(2, steps, [20, 45])
+    (images, chosen), stopped_at = _run_wmv(outputs, window, patience, check_every=1)
+    for k in range(2):  # each chain's own minimum, as if it ran alone
+        (alone, step), _ = _run_wmv([x[k:k + 1] for x in outputs], window, patience, check_every=1)
+        assert chosen[k] == step[0] and torch.equal(images[k], alone[0])
+    assert stopped_at == int(chosen.max()) + patience  # the later chain decides
+    (sparse_images, sparse_chosen), sparse_stop = _run_wmv(outputs, window, patience, check_every=7)
+    assert torch.equal(sparse_chosen, chosen) and torch.equal(sparse_images, images)  # decided every step
+    assert sparse_stop % 7 == 0 and stopped_at <= sparse_stop < stopped_at + 7
 
 
 def _guarded_net(every_n_steps: int):
