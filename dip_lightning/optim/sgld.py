@@ -24,7 +24,7 @@ Closure = Callable[[], Tensor] | None
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def _gaussian_like(tensors: list[Tensor], generator: Generators) -> list[Tensor]:
+def gaussian_like(tensors: list[Tensor], generator: Generators) -> list[Tensor]:
     """Standard-normal noise shaped like each tensor, on its device and in its dtype; with K generators,
     row k of every tensor (its chain k) is drawn from generator k."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -95,7 +95,7 @@ class SGLD(Optimizer):
                 continue
             lr, temperature = group["lr"], group["temperature"]
             torch._foreach_add_(params, _drift(params, temperature, group["prior_std"]), alpha=-lr)
-            noise = _gaussian_like(params, self.generator)
+            noise = gaussian_like(params, self.generator)
             torch._foreach_add_(params, noise, alpha=math.sqrt(2.0 * lr * temperature))
         return loss
 
@@ -176,7 +176,7 @@ class PSGLD(Optimizer):
             drift = torch._foreach_mul(_drift(params, temperature, group["prior_std"]), precond)
             torch._foreach_add_(params, drift, alpha=-lr)
 
-            noise = _gaussian_like(params, self.generator)
+            noise = gaussian_like(params, self.generator)
             torch._foreach_sqrt_(precond)
             torch._foreach_mul_(noise, precond)
             torch._foreach_add_(params, noise, alpha=math.sqrt(2.0 * lr * temperature))
@@ -217,4 +217,4 @@ class PaperSGLD(Adam):
             std = 2.0 * group["lr"] if group["noise_std"] is None else group["noise_std"]
             if std == 0 or not group["params"]:
                 continue
-            torch._foreach_add_(group["params"], _gaussian_like(group["params"], optimizer.generator), alpha=std)
+            torch._foreach_add_(group["params"], gaussian_like(group["params"], optimizer.generator), alpha=std)

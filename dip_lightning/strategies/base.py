@@ -63,3 +63,11 @@ class Strategy(ABC):
     def select(self, task: RestorationTask, gather: Gather) -> Selection:
         """The restored output once fitting has ended, over the chains that `gather` brings together (a
         collective when it spans processes: every process calls `select`)."""
+
+
+def chain_metrics(task: RestorationTask, images: torch.Tensor) -> dict[str, Any]:
+    """`chains` (the count) and, with a ground truth, `psnr_per_chain`: each chain's own result (N, C, *S)."""
+    metrics: dict[str, Any] = {"chains": len(images)}
+    if task.has_ground_truth:
+        metrics["psnr_per_chain"] = [float(task.image_metrics(image[None])["psnr"]) for image in images]
+    return metrics

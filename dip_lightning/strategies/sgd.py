@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from lightning.pytorch import Callback
 
 from ..errors import InputError
-from .base import Gather, Selection, Strategy
+from .base import Gather, Selection, Strategy, chain_metrics
 
 if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
@@ -95,10 +95,3 @@ class SGD(Strategy):
             return Selection(images[0].clone(), int(steps[0]), metrics=metrics)
         return Selection(images.mean(0), None, metrics={**metrics, "step_per_chain": steps.tolist()})
 
-
-def chain_metrics(task: RestorationTask, images: torch.Tensor) -> dict[str, Any]:
-    """`chains` (the count) and, with a ground truth, `psnr_per_chain`: each chain's own result (N, C, *S)."""
-    metrics: dict[str, Any] = {"chains": len(images)}
-    if task.has_ground_truth:
-        metrics["psnr_per_chain"] = [float(task.image_metrics(image[None])["psnr"]) for image in images]
-    return metrics

@@ -13,8 +13,7 @@ from .. import optim
 from ..calibration import calibration_metrics
 from ..moments import batch_means_ess, pool_moments, split_rhat, variance
 from ..nets.chains import ChainConv
-from .base import Gather, Selection, Strategy
-from .sgd import chain_metrics
+from .base import Gather, Selection, Strategy, chain_metrics
 
 if TYPE_CHECKING:
     from ..callbacks import LangevinChain, PosteriorAverage
@@ -136,10 +135,9 @@ class SGLD(Strategy):
         rhat, ess = split_rhat(count, mean, m2), batch_means_ess(count, mean, m2)
         metrics.update(rhat_median=float(rhat.nanmedian()), rhat_p99=float(rhat.nanquantile(0.99)),
                        rhat_max=float(rhat.nan_to_num(nan=-math.inf).max()), ess_median=float(ess.nanmedian()))
-        mean, variance_ = posterior_mean[None], posterior_var[None]
         if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md)
-            metrics["psnr_posterior_mean"] = float(task.image_metrics(mean)["psnr"])
-            calibration = calibration_metrics().to(mean.device)
-            calibration.update(mean, variance_, task.ground_truth)
+            metrics["psnr_posterior_mean"] = float(task.image_metrics(posterior_mean[None])["psnr"])
+            calibration = calibration_metrics().to(posterior_mean.device)
+            calibration.update(posterior_mean[None], posterior_var[None], task.ground_truth)
             metrics.update({key: float(value) for key, value in calibration.compute().items()})
         return Selection(posterior_mean, None, std=posterior_var.sqrt(), rhat=rhat, metrics=metrics)

@@ -15,6 +15,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from ..errors import InputError
 from ..images import crop_to_multiple
 from ..nets import SkipNet
+from ..optim import gaussian_like
 from ..nets.chains import stack_chains
 from ..strategies.base import Selection, Strategy
 from ..tracking import ArgBest
@@ -186,19 +187,12 @@ class RestorationTask(L.LightningModule):
         """The chains' outputs for codes `z` (K, C_in, *S) (the fixed codes by default), shape (K, C, *S)."""
         return self.net(self.z if z is None else z)
 
-    def chain_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like `like` (K, ...), row k drawn from chain k's stream."""
-        noise = torch.empty_like(like)
-        for row, generator in zip(noise, self.generators, strict=True):
-            row.normal_(generator=generator)
-        return noise
-
     def training_step(self, batch: int, batch_idx: int) -> dict[str, torch.Tensor]:
         """One step of every chain: the loss is the sum of the chains' losses, so chain k's weights get the
         gradient of its own loss alone; `chain_loss` (K,) is each chain's loss."""
         z = self.z
         if self.hparams.reg_noise_std > 0:
-            z = z + self.hparams.reg_noise_std * self.chain_noise(z)
+            z = z + self.hparams.reg_noise_std * gaussian_like([z], self.generators)[0]  # row k: chain k's stream
         output = self(z)
         chain_loss = self.data_loss(output)
         self._track(output.detach(), chain_loss.detach())
