@@ -131,13 +131,15 @@ def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
         rows = bench_table(outcomes, name)
         if not rows:
             continue
-        timed = name == "psnr"
-        headers = ["config", "figure", *labels, "mean"] + (["seconds"] if timed else [])
+        main_table = name == "psnr"  # it also names each row's figure and gives its run time
+        headers = ["config", *(["figure"] if main_table else []), *labels, "mean", *(["seconds"] if main_table else [])]
         lines += [f"{caption}; mean ± std over seeds {', '.join(map(str, seeds))}.", "",
                   "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for row in rows:
-            cells = [f"`{row['config']}`", row["figure"], *(_cell(row[c], len(seeds)) for c in [*labels, "mean"])]
-            lines.append("| " + " | ".join(cells + ([f"{row['seconds']:.0f}"] if timed else [])) + " |")
+            cells = [f"`{row['config']}`", *([row["figure"]] if main_table else []),
+                     *(_cell(row[column], len(seeds)) for column in [*labels, "mean"]),
+                     *([f"{row['seconds']:.0f}"] if main_table else [])]
+            lines.append("| " + " | ".join(cells) + " |")
             records += [{"config": row["config"], "figure": row["figure"], "image": column,
                          "mean": row[column][0], "std": row[column][1], "seeds": row[column][2]}
                         for column in [*labels, "mean"]]
