@@ -31,10 +31,12 @@ FIGURES = {
 }
 
 
-def figure(metrics: dict, name: str) -> tuple[str, float | None]:
-    """(metrics.json key, value) of a bench figure of a run: `psnr` or `coverage_95`."""
-    key = ("psnr_posterior_mean" if "psnr_posterior_mean" in metrics else "psnr_selected") if name == "psnr" else name
-    return key, metrics.get(key)
+def figure_key(outcomes: list[Outcome], name: str) -> str:
+    """The metrics.json key of figure `name` (`psnr` or `coverage_95`) for one config's runs: for `psnr`,
+    psnr_posterior_mean when any of them has it (a sampler), else psnr_selected."""
+    if name != "psnr":
+        return name
+    return "psnr_posterior_mean" if any("psnr_posterior_mean" in o.metrics for o in outcomes) else "psnr_selected"
 
 
 def bench_images(specs: list[str]) -> dict[str, str]:
@@ -76,10 +78,11 @@ def bench_runs(configs: list[str], images: dict[str, str], seeds: list[int], ext
 
 
 def bench_table(outcomes: list[Outcome], name: str) -> list[dict]:
-    """Rows of the table of figure `name`: config, figure key, then per image and for `mean` the
-    (mean, std, number of seeds) over the seeds that finished; configs without the figure left out.
+    """Rows of the table of figure `name`: config, figure (its metrics.json key), seconds (the sum over
+    its runs), then per image and for `mean` the (mean, std, number of seeds) over the seeds whose run
+    has the figure, and `failed`: the columns where a run failed. Configs without the figure are left out.
 
-    The mean column is, per seed, the mean over the images (seeds with every image finished), then
+    The mean column is, per seed, the mean over the images (seeds with every image's figure), then
     mean ± std over those seeds.
     """
     configs = list(dict.fromkeys(o.run.params["config"] for o in outcomes))
@@ -88,16 +91,19 @@ def bench_table(outcomes: list[Outcome], name: str) -> list[dict]:
     rows = []
     for config in configs:
         mine = [o for o in outcomes if o.run.params["config"] == config]
-        found = {(o.run.params["image"], o.run.params["seed"]): figure(o.metrics, name)
-                 for o in mine if o.status == "done" and figure(o.metrics, name)[1] is not None}
+        key = figure_key(mine, name)
+        found = {(o.run.params["image"], o.run.params["seed"]): o.metrics[key]
+                 for o in mine if o.status == "done" and o.metrics.get(key) is not None}
         if not found:
             continue
-        row = {"config": config, "figure": "/".join(sorted({key for key, _ in found.values()})),
-               "seconds": sum(o.seconds for o in mine)}
+        row = {"config": config, "figure": key, "seconds": sum(o.seconds for o in mine),
+               "failed": {o.run.params["image"] for o in mine if o.status == "failed"}}
         for label in labels:
-            row[label] = _stats([found[label, s][1] for s in seeds if (label, s) in found])
+            row[label] = _stats([found[label, s] for s in seeds if (label, s) in found])
         complete = [s for s in seeds if all((label, s) in found for label in labels)]
-        row["mean"] = _stats([float(np.mean([found[label, s][1] for label in labels])) for s in complete])
+        row["mean"] = _stats([float(np.mean([found[label, s] for label in labels])) for s in complete])
+        if row["failed"]:
+            row["failed"].add("mean")
         rows.append(row)
     return rows
 
@@ -108,13 +114,14 @@ def _stats(values: list[float]) -> tuple[float | None, float | None, int]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None, len(values)
 
 
-def _cell(stats: tuple[float | None, float | None, int], seeds: int) -> str:
+def _cell(stats: tuple[float | None, float | None, int], seeds: int, failed: bool) -> str:
+    """`mean ± std`, `(k/n seeds)` when some seeds lack the figure; "failed", or "—" when a run finished
+    without the figure (a sampler that took no posterior sample)."""
     mean, std, count = stats
     if mean is None:
-        return "failed"
-    text = f"{mean:.2f}" if abs(mean) >= 1 else f"{mean:.3f}"
-    if std is not None:
-        text += f" ± {std:.2f}" if abs(mean) >= 1 else f" ± {std:.3f}"
+        return "failed" if failed else "—"
+    digits = 2 if abs(mean) >= 1 else 3
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
     return text + (f" ({count}/{seeds} seeds)" if count < seeds else "")
 
 
@@ -137,13 +144,15 @@ def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
                   "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for row in rows:
             cells = [f"`{row['config']}`", *([row["figure"]] if main_table else []),
-                     *(_cell(row[column], len(seeds)) for column in [*labels, "mean"]),
+                     *(_cell(row[column], len(seeds), column in row["failed"]) for column in [*labels, "mean"]),
                      *([f"{row['seconds']:.0f}"] if main_table else [])]
             lines.append("| " + " | ".join(cells) + " |")
             records += [{"config": row["config"], "figure": row["figure"], "image": column,
                          "mean": row[column][0], "std": row[column][1], "seeds": row[column][2]}
                         for column in [*labels, "mean"]]
         lines.append("")
+    if any("| —" in line for line in lines):
+        lines += ["—: the run finished without this figure (no posterior sample was taken: see its log.txt under runs/).", ""]
     total = sum(o.seconds for o in outcomes)
     lines.append(f"{len(outcomes)} runs, {total:.0f} s of run time in all (each run's process, wall clock); "
                  f"per-run figures in summary.md.")

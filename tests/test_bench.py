@@ -76,6 +76,9 @@ def test_table_cells_are_mean_and_std_over_seeds_and_the_mean_column_averages_im
     assert sgd["figure"] == "psnr_selected" and sgld["figure"] == "psnr_posterior_mean"
     assert sgd["a"] == pytest.approx((21.0, 2 ** 0.5, 2)) and sgd["b"] == pytest.approx((32.0, 8 ** 0.5, 2))
     assert sgd["mean"] == pytest.approx((26.5, 2 ** 0.5 * 1.5, 2))  # per seed: 25 and 28
-    assert sgld["a"] == (25.0, None, 1)  # seed 1 failed
+    assert sgld["a"] == (25.0, None, 1) and sgld["failed"] == {"a", "mean"}  # seed 1 failed
     assert sgld["mean"] == (28.0, None, 1)  # only seed 0 has every image
     assert bench_table(outcomes, "coverage_95") == []
+    no_samples = outcome("sgld", "c", 0, psnr_selected=18.0, samples=0)  # a sampler that took no sample
+    (_, sgld), = [bench_table(outcomes + [no_samples], "psnr")]
+    assert sgld["figure"] == "psnr_posterior_mean" and sgld["c"] == (None, None, 0) and "c" not in sgld["failed"]
