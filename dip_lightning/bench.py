@@ -125,13 +125,17 @@ def _cell(stats: tuple[float | None, float | None, int], seeds: int, failed: boo
     return text + (f" ({count}/{seeds} seeds)" if count < seeds else "")
 
 
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}" + ("s" if len(items) != 1 else "")
+
+
 def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
     """Write `out`/bench.md (the tables, the command, the run time) and `out`/bench.csv (the same
     figures, one line per config x figure x column: mean, std, seeds)."""
     labels = list(dict.fromkeys(o.run.params["image"] for o in outcomes))
     seeds = list(dict.fromkeys(o.run.params["seed"] for o in outcomes))
     configs = list(dict.fromkeys(o.run.params["config"] for o in outcomes))
-    lines = [f"# bench: {len(configs)} configs x {len(labels)} images x {len(seeds)} seeds", "",
+    lines = [f"# bench: {_count(configs, 'config')} x {_count(labels, 'image')} x {_count(seeds, 'seed')}", "",
              "```bash", command, "```", ""]
     records = []
     for name, caption in FIGURES.items():

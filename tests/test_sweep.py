@@ -9,7 +9,7 @@ import pytest
 import wandb.wandb_agent
 import yaml
 
-from conftest import run_cli
+from conftest import TINY, run_cli
 from dip_lightning.sweep import agent_command, expand, load_sweep
 from wandb_records import run_group_and_summary
 
@@ -68,6 +68,27 @@ def test_every_agent_command_line_of_a_shipped_sweep_parses_and_reaches_the_conf
             _, out, err, code = run_cli(capsys, *command[4:], "--print_config")
             assert code == 0, err
             assert resolved(yaml.safe_load(out), name) == pytest.approx(value), (name, value)
+
+
+def test_the_metric_of_every_shipped_sweep_is_in_its_runs_wandb_summary(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    metrics_by_config: dict[str, set[str]] = {}
+    for path in SWEEPS:
+        sweep = load_sweep(path)
+        config = sweep["command"][sweep["command"].index("--config") + 1]
+        metrics_by_config.setdefault(config, set()).add(sweep["metric"]["name"])
+    assert set(metrics_by_config) == {"denoise.yaml", "sgld_denoise.yaml"}
+    for config, names in metrics_by_config.items():
+        sampling = ["--model.strategy.burn_in=10", "--model.strategy.thin=2"] if "sgld" in config else []
+        run_dir, _, err, code = run_cli(capsys, "fit", "--config", config, *TINY[:-2], "--trainer.max_steps=40",
+                                        *sampling, "--trainer.enable_progress_bar=false",
+                                        f"--trainer.default_root_dir={tmp_path}")  # TINY less logger=false
+        assert code == 0, err
+        (record,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+        _, summary = run_group_and_summary(record)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for name in names:
+            assert summary[name] == pytest.approx(metrics[name.removeprefix("final/")]), (config, name)
 
 
 def test_a_none_value_from_an_agent_reaches_the_config_as_null(capsys):
