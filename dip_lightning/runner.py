@@ -199,6 +199,8 @@ def error_line(log: str, returncode: int) -> str:
     for line in reversed(lines):
         if re.match(r"[\w.]*(Error|Exception|Interrupt)\b", line):
             return line[:300]
+    if returncode < 0:
+        return f"killed by signal {-returncode} (out of memory? see log.txt)"
     return f"exit status {returncode} (see log.txt)"
 
 
@@ -251,9 +253,11 @@ class _Launcher:
         if returncode == 0 and _complete(metrics):
             outcome = Outcome(run, "done", seconds, metrics, run_dir=run_dir)
         else:
-            status = "interrupted" if self.stopped else "failed"
-            error = error_line(text, returncode) if returncode else "finished without a complete metrics.json"
-            outcome = Outcome(run, status, seconds, metrics, error, run_dir)
+            if self.stopped:
+                outcome = Outcome(run, "interrupted", seconds, metrics, run_dir=run_dir)
+            else:
+                error = error_line(text, returncode) if returncode else "finished without a complete metrics.json"
+                outcome = Outcome(run, "failed", seconds, metrics, error, run_dir)
         record = {"status": outcome.status, "seconds": seconds, "error": outcome.error, "params": run.params,
                   "command": list(run.command), "run_dir": run_dir.name if run_dir else None}
         (folder / "record.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -129,15 +129,17 @@ def agent_command(sweep: dict[str, Any], params: dict[str, Any], interpreter: st
     return command
 
 
-def metric_key(sweep: dict[str, Any]) -> str | None:
-    """The metrics.json key behind the sweep's metric: runs log metrics.json's figures as `final/<key>`."""
-    name = (sweep.get("metric") or {}).get("name")
-    if name is None:
+def sweep_metric(sweep: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(name, metrics.json key, goal) of the sweep's metric, None without one. Runs log metrics.json's
+    figures as `final/<key>`; the goal defaults to W&B's, minimize."""
+    metric = sweep.get("metric") or {}
+    name = str(metric.get("name", ""))
+    if not name:
         return None
-    if not str(name).startswith("final/"):
+    if not name.startswith("final/"):
         raise InputError(f"metric {name!r}: offline sweeps read the metric from each run's metrics.json, "
                          f"logged to W&B as final/<key>: name it e.g. final/psnr_selected")
-    return str(name).removeprefix("final/")
+    return name, name.removeprefix("final/"), str(metric.get("goal", "minimize"))
 
 
 def main(argv: list[str]) -> Path | None:
@@ -153,17 +155,17 @@ def main(argv: list[str]) -> Path | None:
     args = parser.parse_args(own)
     sweep = load_sweep(args.file)
     name = sweep_name(sweep, args.file)
-    key = metric_key(sweep)
+    metric = sweep_metric(sweep)
     out = args.out or Path("outputs") / "sweeps" / name
     runs = [Run(params, tuple(agent_command(sweep, params) + extra)) for params in expand(sweep, args.max_runs, args.seed)]
     if args.dry_run:
         print_dry_run(runs, out)
         return None
     outcomes = run_all(runs, out, jobs=args.jobs, group=name, label=f"sweep {name}")
-    metric = str(sweep["metric"]["name"]) if key else None
-    goal = (sweep.get("metric") or {}).get("goal", "minimize")  # W&B's default goal
-    write_summary(out, outcomes, {metric: key} if key else {}, f"sweep {name}", best=(metric, goal) if key else None)
-    if key:
-        write_heatmap(out / "heatmap.png", outcomes, metric, key, goal, title=f"sweep {name}")
+    write_summary(out, outcomes, {metric[0]: metric[1]} if metric else {}, f"sweep {name}",
+                  best=(metric[0], metric[2]) if metric else None)
+    (out / "heatmap.png").unlink(missing_ok=True)  # an earlier invocation's may no longer fit
+    if metric:
+        write_heatmap(out / "heatmap.png", outcomes, *metric, title=f"sweep {name}")
     exit_if_incomplete(outcomes, out)
     return out

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import wandb.wandb_agent
 import yaml
 
 from conftest import TINY, run_cli
+from dip_lightning.runner import error_line, job_env
 from dip_lightning.sweep import agent_command, expand, load_sweep
 from wandb_records import run_group_and_summary
 
@@ -179,3 +181,23 @@ def test_dry_run_prints_each_command_line_and_the_count(capsys, tmp_path):
     assert code == 0 and lines[-1].startswith("25 runs, 0 finished before")
     assert lines[0].split()[:4] == ["/usr/bin/env", sys.executable, "-m", "dip_lightning"]
     assert "--model.net.width=16 --model.net.depth=2 --data.crop=32 --trainer.default_root_dir=" in lines[0]
+
+
+def test_each_job_gets_its_gpu_its_share_of_the_cores_and_the_sweep_group(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    envs = [job_env(slot, 3, ["4", "7"], "mine") for slot in range(3)]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["4", "7", "4"]  # one GPU each, round robin
+    cores = len(os.sched_getaffinity(0))
+    assert {env["OMP_NUM_THREADS"] for env in envs} == {str(max(1, cores // 3))}
+    assert {env["WANDB_RUN_GROUP"] for env in envs} == {"mine"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert job_env(0, 2, [], None)["OMP_NUM_THREADS"] == "3"  # yours wins
+
+
+def test_the_error_line_of_a_failed_run():
+    assert error_line("wandb: Syncing\nerror: crop 9 does not fit\nwandb: done\n", 2) == "error: crop 9 does not fit"
+    parser_error = "usage: x\nerror: Parser key \"depth\":\n  Expected a <class 'int'>. Got value: deep\nwandb: x\n"
+    assert error_line(parser_error, 2) == "error: Parser key \"depth\": Expected a <class 'int'>. Got value: deep"
+    traceback = "Traceback (most recent call last):\n  File \"x.py\"\nRuntimeError: CUDA out of memory\n"
+    assert error_line(traceback, 1) == "RuntimeError: CUDA out of memory"
+    assert error_line("Killed\n", -9).startswith("killed by signal 9")
