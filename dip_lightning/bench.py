@@ -49,10 +49,13 @@ def bench_images(specs: list[str]) -> dict[str, str]:
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise InputError(f"no images in {folder}: put PNG, JPEG or TIFF files there")
-            images.update((file.stem, str(file)) for file in files)
+            found = [(file.stem, str(file)) for file in files]
         else:
             resolve_image_path(spec)  # a clear error now rather than in every run
-            images[Path(spec).stem] = spec
+            found = [(Path(spec).stem, spec)]
+        for label, image in found:
+            if images.setdefault(label, image) != image:
+                raise InputError(f"two images are named {label!r} ({images[label]}, {image}): rename one")
     return images
 
 
