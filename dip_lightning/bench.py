@@ -140,7 +140,7 @@ def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
     configs = list(dict.fromkeys(o.run.params["config"] for o in outcomes))
     lines = [f"# bench: {_count(configs, 'config')} x {_count(labels, 'image')} x {_count(seeds, 'seed')}", "",
              "```bash", command, "```", ""]
-    records = []
+    records, without_figure = [], False
     for name, caption in FIGURES.items():
         rows = bench_table(outcomes, name)
         if not rows:
@@ -154,11 +154,12 @@ def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
                      *(_cell(row[column], len(seeds), column in row["failed"]) for column in [*labels, "mean"]),
                      *([f"{row['seconds']:.0f}"] if main_table else [])]
             lines.append("| " + " | ".join(cells) + " |")
+            without_figure |= any(row[c][0] is None and c not in row["failed"] for c in [*labels, "mean"])
             records += [{"config": row["config"], "figure": row["figure"], "image": column,
                          "mean": row[column][0], "std": row[column][1], "seeds": row[column][2]}
                         for column in [*labels, "mean"]]
         lines.append("")
-    if any("| —" in line for line in lines):
+    if without_figure:
         lines += ["—: the run finished without this figure (no posterior sample was taken: see its log.txt under runs/).", ""]
     total = sum(o.seconds for o in outcomes)
     lines.append(f"{len(outcomes)} runs, {total:.0f} s of run time in all (each run's process, wall clock); "
