@@ -1,6 +1,7 @@
 """`python -m dip_lightning fit --config denoise.yaml`: the LightningCLI of dip_lightning.
 
-Subcommands: fit / validate / test / predict (LightningCLI), and `gp` (GP inference, no Trainer).
+Subcommands: fit / validate / test / predict (LightningCLI), `gp` (GP inference, no Trainer), `sweep`
+(a W&B sweep file run offline) and `bench` (per-image tables over configs x images x seeds).
 A bare config name is looked up in `configs/`. Each run writes into a new directory under
 `trainer.default_root_dir`; the last line printed is `outputs: <run dir>`.
 """
@@ -38,13 +39,16 @@ def find_config(name: str) -> str:
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
-    """Replace each `--config NAME` / `--config=NAME` / `-c NAME` value by the config's path."""
+    """Replace each `--config NAME` / `--config=NAME` / `-c NAME` value by the config's path, and each
+    `--key=None` by `--key=null` (W&B's sweep agents write a null value as Python's None)."""
     args = list(argv)
     for i, arg in enumerate(args):
         if arg in ("--config", "-c") and i + 1 < len(args):
             args[i + 1] = find_config(args[i + 1])
         elif arg.startswith("--config="):
             args[i] = "--config=" + find_config(arg.split("=", 1)[1])
+        elif arg.startswith("--") and arg.endswith("=None"):
+            args[i] = arg.removesuffix("None") + "null"
     return args
 
 
@@ -139,6 +143,14 @@ def main(argv: list[str] | None = None) -> None:
             from .gp.cli import main as gp_main
 
             run_dir = gp_main(argv[1:])
+        elif argv[:1] == ["sweep"]:
+            from .sweep import main as sweep_main
+
+            run_dir = sweep_main(argv[1:])
+        elif argv[:1] == ["bench"]:
+            from .bench import main as bench_main
+
+            run_dir = bench_main(argv[1:])
         else:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv; keep it equal to the resolved arguments
             cli = DIPCLI()

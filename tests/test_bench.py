@@ -1,0 +1,84 @@
+"""bench: the per-image tables over configs x images x seeds, on the resumable sweep runner."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from dip_lightning.artifacts import save_image
+from dip_lightning.bench import bench_table
+from dip_lightning.images import load_image
+from dip_lightning.runner import Outcome, Run
+
+SGLD = "sgld_denoise.yaml --model.strategy.burn_in=10 --model.strategy.thin=2"
+TINY_RUN = ["--data.crop=32", "--model.net.width=8", "--model.net.depth=2", "--trainer.max_steps=30", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false"]
+
+
+def table_rows(markdown: str, caption: str) -> dict[str, list[str]]:
+    """config -> cells of the markdown table under the line starting with `caption`."""
+    block = markdown.split(caption, 1)[1].split("\n\n")[1]
+    return {line.split(" | ")[0].strip("| `"): [cell.strip() for cell in line.strip("|").split("|")[1:]]
+            for line in block.splitlines()[2:]}
+
+
+def test_bench_writes_the_papers_table_and_reruns_only_new_cells(capsys, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("astronaut", "chelsea"):
+        save_image(images / f"{name}.png", load_image(name, 32))
+    (images / "notes.txt").write_text("not an image: skipped")
+    out = tmp_path / "bench"
+    args = ["bench", "--images", str(images), "--jobs", "2", "--out", str(out)]
+    _, stdout, err, code = run_cli(capsys, *args, "--configs", "denoise.yaml", SGLD, "--", *TINY_RUN)
+    assert code == 0, err
+    runs = {(r["config"], r["image"]): r for r in csv.DictReader((out / "summary.csv").open())}
+    assert set(runs) == {(c, i) for c in ("denoise.yaml", SGLD) for i in ("astronaut", "chelsea")}
+    metrics = {key: json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for key, r in runs.items()}
+    assert metrics["denoise.yaml", "astronaut"]["steps"] == 30  # EXTRA ARGS reached the runs
+    markdown = (out / "bench.md").read_text()
+    psnr = table_rows(markdown, "PSNR (dB)")
+    assert psnr[SGLD][0] == "psnr_posterior_mean" and psnr["denoise.yaml"][0] == "psnr_selected"
+    for config, key in (("denoise.yaml", "psnr_selected"), (SGLD, "psnr_posterior_mean")):
+        values = [metrics[config, image][key] for image in ("astronaut", "chelsea")]
+        assert psnr[config][1:4] == [f"{values[0]:.2f}", f"{values[1]:.2f}", f"{(values[0] + values[1]) / 2:.2f}"]
+    coverage = table_rows(markdown, "coverage_95")
+    assert list(coverage) == [SGLD]  # the SGD config has no posterior
+    assert coverage[SGLD][0] == f"{metrics[SGLD, 'astronaut']['coverage_95']:.3f}"
+    table = list(csv.DictReader((out / "bench.csv").open()))
+    assert {(r["config"], r["image"]) for r in table if r["figure"] == "coverage_95"} == {
+        (SGLD, "astronaut"), (SGLD, "chelsea"), (SGLD, "mean")}
+
+    oracle = "denoise.yaml --model.strategy.stopping=oracle"
+    _, stdout, err, code = run_cli(capsys, *args, "--configs", "denoise.yaml", SGLD, oracle, "--", *TINY_RUN)
+    assert code == 0 and "4 of 6 runs finished before" in stdout, stdout + err
+    psnr = table_rows((out / "bench.md").read_text(), "PSNR (dB)")
+    assert list(psnr) == ["denoise.yaml", SGLD, oracle]
+    # the same runs with the output of best ground-truth PSNR returned: never below the blind choice
+    assert all(float(o) >= float(w) for o, w in zip(psnr[oracle][1:3], psnr["denoise.yaml"][1:3]))
+
+
+def outcome(config: str, image: str, seed: int, **metrics) -> Outcome:
+    return Outcome(Run({"config": config, "image": image, "seed": seed}, ("fit", config, image, str(seed))),
+                   "done", 1.0, metrics)
+
+
+def test_table_cells_are_mean_and_std_over_seeds_and_the_mean_column_averages_images_per_seed():
+    outcomes = [outcome("sgd", "a", 0, psnr_selected=20.0), outcome("sgd", "a", 1, psnr_selected=22.0),
+                outcome("sgd", "b", 0, psnr_selected=30.0), outcome("sgd", "b", 1, psnr_selected=34.0),
+                outcome("sgld", "a", 0, psnr_selected=1.0, psnr_posterior_mean=25.0),
+                Outcome(Run({"config": "sgld", "image": "a", "seed": 1}, ("x",)), "failed", 1.0, {}, "error: x"),
+                outcome("sgld", "b", 0, psnr_selected=1.0, psnr_posterior_mean=31.0),
+                outcome("sgld", "b", 1, psnr_selected=1.0, psnr_posterior_mean=33.0)]
+    sgd, sgld = bench_table(outcomes, "psnr")
+    assert sgd["figure"] == "psnr_selected" and sgld["figure"] == "psnr_posterior_mean"
+    assert sgd["a"] == pytest.approx((21.0, 2 ** 0.5, 2)) and sgd["b"] == pytest.approx((32.0, 8 ** 0.5, 2))
+    assert sgd["mean"] == pytest.approx((26.5, 2 ** 0.5 * 1.5, 2))  # per seed: 25 and 28
+    assert sgld["a"] == (25.0, None, 1) and sgld["failed"] == {"a", "mean"}  # seed 1 failed
+    assert sgld["mean"] == (28.0, None, 1)  # only seed 0 has every image
+    assert bench_table(outcomes, "coverage_95") == []
+    no_samples = outcome("sgld", "c", 0, psnr_selected=18.0, samples=0)  # a sampler that took no sample
+    (_, sgld), = [bench_table(outcomes + [no_samples], "psnr")]
+    assert sgld["figure"] == "psnr_posterior_mean" and sgld["c"] == (None, None, 0) and "c" not in sgld["failed"]
