@@ -12,7 +12,7 @@ from dip_lightning.bench import bench_table
 from dip_lightning.images import load_image
 from dip_lightning.runner import Outcome, Run
 
-SGLD = "sgld_denoise.yaml --model.strategy.burn_in=10 --model.strategy.thin=2"
+SGLD = "sgld_denoise.yaml --model.strategy.burn_in=10 --model.strategy.thin=2 --model.strategy.max_mse_ratio=1e9"
 TINY_RUN = ["--data.crop=32", "--model.net.width=8", "--model.net.depth=2", "--trainer.max_steps=30", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false"]
 
