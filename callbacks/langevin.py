@@ -15,8 +15,9 @@ class LangevinChain(L.Callback):
 
     - After `burn_in` steps it freezes a PSGLD preconditioner (when `freeze_preconditioner`), which
       removes the bias of the omitted correction term; the flag travels in the optimizer's state.
-    - Divergence guard: after burn-in, a step whose MSE to the observation exceeds
-      `max_mse_ratio`·sigma² is out of band (a posterior sample fits the observation to about sigma²);
+    - Divergence guard: after burn-in, a step whose MSE to the observation over its uncensored entries
+      (the task's `mse_interior`) exceeds `max_mse_ratio`·sigma² is out of band (a posterior sample fits
+      those entries to about sigma²);
       `in_band` vetoes its sample and the run stops at the next check (one host sync every
       `check_every_n_steps`). `max_mse_ratio=inf` disables the guard.
     """
@@ -34,10 +35,10 @@ class LangevinChain(L.Callback):
         self.left_band = torch.tensor(False, device=pl_module.device)
 
     def in_band(self, pl_module: L.LightningModule, outputs: Any) -> torch.Tensor:
-        """0-d bool on the device: this step's MSE to the observation is within the band."""
+        """0-d bool on the device: this step's MSE over the uncensored entries is within the band (every chain's)."""
         # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
         bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
-        return outputs["loss"].detach() <= bound  # NaN is out of band
+        return (pl_module.mse_interior <= bound).all()  # NaN is out of band
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -99,7 +99,8 @@ class PosteriorAverage(L.Callback):
         keep = None if self.accept is None else self.accept(pl_module, outputs)
         self.moments.update(pl_module.output, keep)
         if pl_module.has_ground_truth:
-            pl_module.log("psnr/posterior_mean", psnr(self.moments.mean, pl_module.ground_truth))
+            mean_psnr = psnr(self.moments.mean, pl_module.ground_truth, pl_module.data_range)
+            pl_module.log("psnr/posterior_mean", mean_psnr)
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.moments.state_dict()) if self.moments is not None else dict(self._loaded)
