@@ -18,13 +18,13 @@ class Selection:
     """What a strategy returns after fitting.
 
     image: the restored output (C, *S) in [0, 1]; step: the iteration it comes from (None for an average);
-    std: per-pixel posterior std (C, *S) for samplers; metrics: strategy figures for metrics.json.
+    std: per-pixel posterior std (C, *S) for samplers; metrics: strategy figures (and labels) for metrics.json.
     """
 
     image: torch.Tensor
     step: int | None
     std: torch.Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | str] = field(default_factory=dict)
 
 
 class Strategy(ABC):

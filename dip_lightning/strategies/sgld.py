@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from .. import optim
 from ..calibration import calibration_metrics
+from ..errors import InputError
 from .base import Selection, Strategy
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ class SGLD(Strategy):
     and noise std σ (tau = 1 the Bayes posterior, tau < 1 a cold one). After `burn_in` steps the output
     is accumulated every `thin` steps into a running mean and variance (callback `PosteriorAverage`).
 
+    Where sgld/psgld are not samplers of the stated posterior they say so: a noise-free task (σ = 0, so
+    T = 0: plain gradient descent) is refused; input jitter (`model.reg_noise_std` > 0, gradient noise
+    as large as the Langevin noise or larger) gets a warning. The paper mode runs anywhere, with a warning
+    that it is a heuristic; `metrics.json` names the sampler (`sampler`).
+
     Args:
         sampler: `psgld` RMSprop-preconditioned SGLD (the default: measured best PSNR and calibration),
             `sgld` plain SGLD, or `paper` the GP-DIP code's heuristic (Adam + N(0, (2 lr)²) noise on conv
@@ -34,7 +40,10 @@ class SGLD(Strategy):
             jitter `reg_noise_std`, which it needs on.
         lr: step size; None takes the measured default of the sampler (sgld 3, psgld 0.01, paper 0.01).
         tau: temperature factor (sgld, psgld).
-        prior_std: std σ_p of the Gaussian weight prior (sgld, psgld); None is a flat prior.
+        prior_std: std σ_p of the zero-mean Gaussian weight prior (sgld, psgld): a number for every
+            parameter, `init` per layer at PyTorch's default initialisation scale (σ_p² = 1/(3·fan_in) for
+            conv and linear weights and biases, 1 for BatchNorm's scale and shift; `optim.prior`), or
+            None for a flat prior.
         alpha, eps: the pSGLD preconditioner's averaging constant and damping.
         freeze_preconditioner: freeze the pSGLD preconditioner after burn-in (a valid sampler again).
         weight_decay, noise_std: the paper mode's Adam weight decay and noise std (None: 2·lr).
@@ -49,12 +58,15 @@ class SGLD(Strategy):
     name = "sgld"
 
     def __init__(self, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
-                 tau: float = 1.0, prior_std: float | None = 1.0, alpha: float = 0.99, eps: float = 1e-5,
+                 tau: float = 1.0, prior_std: float | Literal["init"] | None = 1.0, alpha: float = 0.99,
+                 eps: float = 1e-5,
                  freeze_preconditioner: bool = True, weight_decay: float = 5e-8, noise_std: float | None = None,
                  burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
                  backtracking: bool = False, backtracking_drop_db: float = 5.0) -> None:
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
+        if isinstance(prior_std, str) and prior_std != "init":
+            raise InputError(f"model.strategy.prior_std={prior_std!r}: give a number, init or null")
         self.sampler = sampler
         self.lr = DEFAULT_LR[sampler] if lr is None else lr
         self.tau = tau
@@ -78,16 +90,32 @@ class SGLD(Strategy):
 
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
         # the noise comes from the global RNG: seeded by seed_everything, saved in checkpoints by the task
-        params = task.net.parameters()
+        jitter = task.hparams.reg_noise_std
         if self.sampler == "paper":
-            if task.hparams.reg_noise_std == 0:
+            rank_zero_warn("sampler=paper is the GP-DIP code's heuristic, not a valid sampler: its posterior std "
+                           "and calibration figures describe its spread, not a posterior")
+            if jitter == 0:
                 rank_zero_warn("sampler=paper regularises through the input jitter, which is off "
                                "(model.reg_noise_std=0): expect it to overfit like SGD")
-            return optim.PaperSGLD(params, lr=self.lr, weight_decay=self.weight_decay, noise_std=self.noise_std)
+            return optim.PaperSGLD(task.net.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                                   noise_std=self.noise_std)
+        if task.noise_std == 0:
+            raise InputError(f"sampler={self.sampler} needs the observation's noise level: at model.sigma=0 its "
+                             f"temperature is 0, so it is plain gradient descent and its spread is no posterior; "
+                             f"give model.sigma > 0, or use sampler=paper (a heuristic) for a noise-free task")
+        if jitter > 0:
+            rank_zero_warn(f"model.reg_noise_std={jitter:g} with sampler={self.sampler}: the input jitter adds "
+                           f"gradient noise as large as the Langevin noise or larger, so the chain does not sample "
+                           f"the stated posterior; set model.reg_noise_std=0 for a valid sampler")
         temperature = self.temperature(task)
+        if self.prior_std == "init":
+            params, prior_std = optim.prior_param_groups(task.net.named_parameters(),
+                                                         optim.init_prior_stds(task.net)), None
+        else:
+            params, prior_std = task.net.parameters(), self.prior_std
         if self.sampler == "sgld":
-            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std)
-        return optim.PSGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std, alpha=self.alpha,
+            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=prior_std)
+        return optim.PSGLD(params, lr=self.lr, temperature=temperature, prior_std=prior_std, alpha=self.alpha,
                            eps=self.eps)
 
     def callbacks(self, task: RestorationTask) -> list[Callback]:
@@ -102,7 +130,7 @@ class SGLD(Strategy):
         """The posterior mean with its std; the last output (and a warning) if no sample was taken."""
         moments = self._posterior.moments
         samples = 0 if moments is None else int(moments.count)
-        metrics: dict[str, float] = {"samples": samples}
+        metrics: dict[str, float | str] = {"sampler": self.sampler, "samples": samples}
         if self._chain.stopped_at is not None:
             metrics["chain_left_band_step"] = self._chain.stopped_at
         if samples < 2:
