@@ -93,7 +93,6 @@ def resize(image: torch.Tensor, size: tuple[int, int], interpolation: str = "bic
     return out if image.dim() == 4 else out[0]
 
 
-
 def lanczos2_kernel(factor: int) -> torch.Tensor:
     """DIP's 'lanczos2' downsampling taps (1D, sum 1): Lanczos support 2 stretched by `factor`.
 

@@ -59,9 +59,8 @@ class SGLD(Strategy):
 
     def __init__(self, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
                  tau: float = 1.0, prior_std: float | Literal["init"] | None = 1.0, alpha: float = 0.99,
-                 eps: float = 1e-5,
-                 freeze_preconditioner: bool = True, weight_decay: float = 5e-8, noise_std: float | None = None,
-                 burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
+                 eps: float = 1e-5, freeze_preconditioner: bool = True, weight_decay: float = 5e-8,
+                 noise_std: float | None = None, burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
                  backtracking: bool = False, backtracking_drop_db: float = 5.0) -> None:
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
