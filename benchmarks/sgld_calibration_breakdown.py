@@ -1,10 +1,11 @@
 """Calibration of a finished SGLD run, split by the true intensity.
 
-Denoising observes y = clip(x + n, 0, 1), but the loss is a Gaussian likelihood: where the true value x is
-near 0 (or 1) the clipped noise has a non-zero mean (about sigma/sqrt(2 pi) = +0.039 at x = 0 for sigma 25),
-so the posterior sits confidently above the truth there. This script shows how much of the miscalibration
-comes from those pixels. It reads the run's last checkpoint (posterior moments and ground truth) and prints
-a markdown table: all pixels, pixels with x < dark or x > 1 - dark, and the rest.
+Denoising observes y = clip(x + n, 0, 1). Under a Gaussian likelihood (`model.likelihood=gaussian`) the
+clipped noise has a non-zero mean where the true value x is near 0 (or 1) (about sigma/sqrt(2 pi) = +0.039
+at x = 0 for sigma 25), so the posterior sits confidently above the truth there; the censored likelihood
+(the default) models the clipping. This script shows how calibration differs between those pixels and
+the rest. It reads the run's last checkpoint (posterior moments and ground truth) and prints a markdown
+table: all pixels, pixels with x < dark or x > 1 - dark, and the rest.
 
     python benchmarks/sgld_calibration_breakdown.py RUN_DIR [--dark 0.05]
 """

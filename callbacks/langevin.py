@@ -15,8 +15,9 @@ class LangevinChain(L.Callback):
 
     - After `burn_in` steps it freezes a PSGLD preconditioner (when `freeze_preconditioner`), which
       removes the bias of the omitted correction term; the flag travels in the optimizer's state.
-    - Divergence guard, per chain: after burn-in, a step whose MSE to the observation exceeds
-      `max_mse_ratio`·sigma² is out of band (a posterior sample fits the observation to about sigma²); a chain
+    - Divergence guard, per chain: after burn-in, a step whose MSE to the observation over its uncensored
+      entries (the task's `mse_interior`, (K,)) exceeds `max_mse_ratio`·sigma² is out of band (a posterior
+      sample fits those entries to about sigma²); a chain
       that left the band gives no more samples (`in_band`), `left_step` (K,) records when (0: never), and the
       run stops at the first check (one host sync every `check_every_n_steps`) at which every chain of every
       process has left. `max_mse_ratio=inf` disables the guard.
@@ -49,7 +50,7 @@ class LangevinChain(L.Callback):
             optimizer.freeze_preconditioner()
         # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
         bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
-        out_of_band = ~(outputs["chain_loss"] <= bound)  # NaN is out of band
+        out_of_band = ~(pl_module.mse_interior <= bound)  # NaN is out of band
         self.left_step.copy_(torch.where(out_of_band & (self.left_step == 0), pl_module.step, self.left_step))
         if step % self.check_every_n_steps == 0 and trainer.strategy.reduce_boolean_decision(
                 bool((self.left_step > 0).all()), all=True):  # every process stops together, like the other guards

@@ -64,7 +64,7 @@ class PosteriorAverage(L.Callback):
             weighted = torch.stack([count, *(count * mean).flatten()])  # summed over processes: one all-reduce
             weighted = trainer.strategy.reduce(weighted, reduce_op="sum")
             mean = (weighted[1:] / weighted[0].clamp(min=1)).reshape(mean.shape)
-            pl_module.log("psnr/posterior_mean", psnr(mean[None], pl_module.ground_truth))
+            pl_module.log("psnr/posterior_mean", psnr(mean[None], pl_module.ground_truth, pl_module.data_range))
 
     def state_dict(self) -> dict[str, Any]:
         if self.moments is None:

@@ -8,6 +8,7 @@ import kornia
 import kornia.io
 import skimage.data
 import torch
+import torch.nn.functional as F
 
 from .errors import InputError
 
@@ -91,3 +92,31 @@ def resize(image: torch.Tensor, size: tuple[int, int], interpolation: str = "bic
     out = kornia.geometry.transform.resize(batch, size, interpolation=interpolation, antialias=True)
     return out if image.dim() == 4 else out[0]
 
+
+def lanczos2_kernel(factor: int) -> torch.Tensor:
+    """DIP's 'lanczos2' downsampling taps (1D, sum 1): Lanczos support 2 stretched by `factor`.
+
+    Tap j sits at d = (j − (n − 1)/2) / factor and weighs sinc(d)·sinc(d/2), for n = 4·factor taps
+    (DIP's kernel width 4·factor + 1 at phase 0.5) when `factor` is even, or 4·factor + 1 taps at phase 0
+    when it is odd, so that each output pixel is centred on the block of `factor` input pixels it
+    summarises. The 2D kernel is the outer product of these taps with themselves.
+    """
+    taps = 4 * factor + factor % 2
+    d = (torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2) / factor
+    kernel = torch.sinc(d) * torch.sinc(d / 2)
+    return (kernel / kernel.sum()).float()
+
+
+def lanczos2_downsample(image: torch.Tensor, factor: int, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """DIP's super-resolution forward model: (B, C, H, W) -> (B, C, H / factor, W / factor).
+
+    The separable `lanczos2_kernel` applied with stride `factor` after replicate padding of
+    (taps − factor) / 2 pixels per side, which keeps the size an exact division (DIP's "preserve_size").
+    `kernel` may pass the taps precomputed (on the image's device).
+    """
+    taps = lanczos2_kernel(factor).to(image.device) if kernel is None else kernel
+    pad = (taps.numel() - factor) // 2
+    batch, channels, height, width = image.shape
+    flat = F.pad(image.reshape(batch * channels, 1, height, width), (pad,) * 4, mode="replicate")
+    low = F.conv2d(flat, (taps[:, None] * taps[None, :])[None, None].to(image.dtype), stride=factor)
+    return low.reshape(batch, channels, height // factor, width // factor)

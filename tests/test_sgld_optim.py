@@ -121,6 +121,22 @@ def test_sgld_flat_loss_samples_prior():
     assert var == pytest.approx(prior_std**2, rel=0.05)
 
 
+def test_psgld_stays_stable_on_a_weight_the_loss_does_not_see_under_a_tight_prior():
+    # a conv bias before a BatchNorm: zero loss gradient; DIP's temperature and pSGLD's lr, eps. With V
+    # from the loss gradient only, G = 1/eps and the prior step lr·G·T/σ_p² = 3.9 (> 2) would diverge.
+    prior_std, temperature = 0.02, 2 * (25 / 255) ** 2 / (3 * 64 * 64)
+    theta = nn.Parameter(torch.full((20_000,), prior_std))
+    opt = PSGLD([theta], lr=0.01, temperature=temperature, prior_std=prior_std,
+                generator=torch.Generator().manual_seed(0))
+    for i in range(3000):
+        if i == 1000:
+            opt.freeze_preconditioner()
+        theta.grad = torch.zeros_like(theta)
+        opt.step()
+    std = float(theta.detach().std())
+    assert math.isfinite(std) and 0.8 * prior_std < std < 1.4 * prior_std, std  # about the prior
+
+
 def _model_and_loss():
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -1,6 +1,8 @@
 """The SGLD strategy on tiny problems: posterior artifacts and metrics, temperature, freeze, divergence guard."""
 
 import csv
+import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,8 +11,9 @@ import torch
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from conftest import fit_tiny
+from conftest import TINY, fit_tiny, run_cli
 from dip_lightning import optim
+from dip_lightning.errors import InputError
 from dip_lightning.images import load_image
 from dip_lightning.nets.chains import stack_chains
 from dip_lightning.strategies import SGLD
@@ -44,10 +47,11 @@ def test_run_returns_the_posterior_mean_with_its_uncertainty(capsys, tmp_path, c
         assert optimizer["param_groups"][0]["frozen"] is True
 
 
-def _task(reg_noise_std: float = 0.0) -> SimpleNamespace:
-    """What configure_optimizer reads from a task: a one-chain conv + BatchNorm net, 3x64x64 observation, sigma 25."""
-    net = stack_chains([nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3))])
-    return SimpleNamespace(net=net, generators=[torch.Generator()], noise_std=25 / 255, num_observed=3 * 64 * 64,
+def _task(reg_noise_std: float = 0.0, sigma: float = 25.0, net: nn.Module | None = None) -> SimpleNamespace:
+    """What configure_optimizer reads from a task: by default a one-chain conv + BatchNorm net, 3x64x64
+    observation, sigma 25."""
+    net = stack_chains([nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3))]) if net is None else net
+    return SimpleNamespace(net=net, generators=[torch.Generator()], noise_std=sigma / 255, num_observed=3 * 64 * 64,
                            hparams=SimpleNamespace(reg_noise_std=reg_noise_std))
 
 
@@ -61,13 +65,69 @@ def test_samplers_get_their_measured_lr_and_the_task_temperature():
     assert type(cold) is optim.SGLD and cold.param_groups[0]["lr"] == 3.0
     assert cold.param_groups[0]["temperature"] == pytest.approx(0.25 * bayes)
     task = _task(1 / 30)
-    paper = SGLD(sampler="paper").configure_optimizer(task)
+    with pytest.warns(UserWarning, match="heuristic, not a valid sampler"):
+        paper = SGLD(sampler="paper").configure_optimizer(task)
     assert type(paper) is optim.PaperSGLD
     noised, quiet = paper.param_groups  # the GP-DIP code noised the conv weights only
     assert noised["params"] == [task.net[0].weight] and noised["noise_std"] is None and quiet["noise_std"] == 0.0
     assert len(quiet["params"]) == 3  # conv bias, BatchNorm weight and bias
-    with pytest.warns(UserWarning, match="input jitter"):
+    with pytest.warns(UserWarning, match="regularises through the input jitter"):
         SGLD(sampler="paper").configure_optimizer(_task(0.0))
+
+
+@pytest.mark.parametrize("sampler", ["sgld", "psgld"])
+def test_valid_samplers_refuse_a_noise_free_task_and_warn_about_input_jitter(sampler):
+    with pytest.raises(InputError, match=f"sampler={sampler} needs the observation's noise level: at model.sigma=0"):
+        SGLD(sampler=sampler).configure_optimizer(_task(sigma=0.0))
+    with pytest.warns(UserWarning, match="does not sample the stated posterior; set model.reg_noise_std=0"):
+        SGLD(sampler=sampler).configure_optimizer(_task(reg_noise_std=1 / 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no jitter, sigma > 0: nothing to say
+        SGLD(sampler=sampler).configure_optimizer(_task())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        SGLD(sampler="paper").configure_optimizer(_task(1 / 30, sigma=0.0))  # the heuristic still runs
+
+
+def test_noise_free_sampling_fails_in_one_line_and_the_paper_mode_is_labelled(capsys, tmp_path):
+    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, "--model.sigma=0",
+                              f"--trainer.default_root_dir={tmp_path}")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: sampler=psgld needs the observation's")
+    assert not any(tmp_path.iterdir())  # the refused run leaves no directory
+    _, metrics = fit_tiny(capsys, tmp_path, *CHAIN, "--model.sigma=0", "--model.strategy.max_mse_ratio=.inf",
+                          config="paper/inpaint_sgld")
+    assert metrics["sampler"] == "paper" and metrics["samples"] == 4
+
+
+def test_init_prior_is_pytorchs_init_scale_per_layer_by_name_and_holds_weights_there():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 64, 3), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(100, 50))
+    stds = optim.init_prior_stds(net)
+    assert stds == {"0.weight": 1 / math.sqrt(27), "0.bias": 1 / math.sqrt(27), "1.weight": 1.0, "1.bias": 1.0,
+                    "3.weight": 1 / math.sqrt(300), "3.bias": 1 / math.sqrt(300)}
+    for name in ("0.weight", "3.weight"):  # the std of PyTorch's default init itself
+        assert float(net.get_parameter(name).std()) == pytest.approx(stds[name], rel=0.1)
+    # by name, not by shape: parameters stacked per chain (a leading dim) land in the same groups
+    stacked = [(name, p.detach().expand(2, *p.shape)) for name, p in net.named_parameters()]
+    groups = optim.prior_param_groups(stacked, stds)
+    assert [g["prior_std"] for g in groups] == [1 / math.sqrt(27), 1.0, 1 / math.sqrt(300)]
+    assert [len(g["params"]) for g in groups] == [2, 2, 2]
+    optimizer = SGLD(sampler="sgld", prior_std="init").configure_optimizer(_task(net=net))
+    assert [g["prior_std"] for g in optimizer.param_groups] == [g["prior_std"] for g in groups]
+    # a flat loss: the chain samples the prior, so the linear weights stay at their init scale; with
+    # prior_std 1 they drift off it (SGLD at T = 1 with a small step)
+    for prior_std, stays in (("init", True), (1.0, False)):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(100, 50))
+        params = (optim.prior_param_groups(net.named_parameters(), optim.init_prior_stds(net))
+                  if prior_std == "init" else net.parameters())
+        sampler = optim.SGLD(params, lr=1e-4, temperature=1.0, prior_std=None if prior_std == "init" else prior_std)
+        for _ in range(1000):
+            for p in net.parameters():
+                p.grad = torch.zeros_like(p)
+            sampler.step()
+        ratio = float(net[0].weight.std()) / (1 / math.sqrt(300))
+        assert (0.9 < ratio < 1.1) is stays, (prior_std, ratio)
 
 
 def test_guard_stops_a_chain_that_leaves_the_band(capsys, tmp_path):

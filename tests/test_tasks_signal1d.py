@@ -63,6 +63,17 @@ def test_task_observes_a_seeded_fraction_unclipped_and_scores_coverage_on_unobse
     assert coverage == pytest.approx(float((torch.arange(512)[~known] % 4 != 0).float().mean()))
 
 
+def test_psnr_takes_the_signals_own_range_as_its_peak():
+    task = signal1d(SignalData(length=256), observed=0.1, sigma=0.01)
+    truth = task.ground_truth
+    span = float(truth.max() - truth.min())
+    assert task.data_range == span and 0.7 < span < 0.8  # the toy spans about ±0.4, not [0, 1]
+    off = truth + 0.01
+    metrics = task.image_metrics(off)
+    assert float(metrics["psnr"]) == pytest.approx(20 * math.log10(span / 0.01), abs=1e-3)
+    assert float(metrics["rmse"]) == pytest.approx(0.01, rel=1e-4)
+
+
 def test_sgd_run_draws_the_signal_figure_and_a_file_with_nans_fails_in_one_line(capsys, tmp_path):
     run_dir, _, err, code = run_cli(capsys, "fit", "--config", "signal1d", *SIGNAL_TINY,
                                       f"--trainer.default_root_dir={tmp_path}")

@@ -103,10 +103,13 @@ class SGLD(Optimizer):
 class PSGLD(Optimizer):
     """RMSprop-preconditioned SGLD (Li et al. 2016), same target as :class:`SGLD`.
 
-    ``V ← αV + (1−α)·g²`` (bias-corrected ``V̂ = V/(1−α^t)``), ``G = 1/(sqrt(V̂) + eps)``,
-    ``θ ← θ − lr·G·(∇L + T·θ/σ_p²) + sqrt(2·lr·T·G)·ξ``.
+    ``g = ∇L + T·θ/σ_p²``, ``V ← αV + (1−α)·g²`` (bias-corrected ``V̂ = V/(1−α^t)``),
+    ``G = 1/(sqrt(V̂) + eps)``, ``θ ← θ − lr·G·g + sqrt(2·lr·T·G)·ξ``.
     The preconditioner adapts the step to each weight's curvature, which lets a single ``lr`` serve
-    weights of very different scales. The Γ correction term (the divergence of ``G``) is omitted, so
+    weights of very different scales. ``V`` averages the whole drift, the prior's part included (Li et
+    al. average the loss gradient only): a weight the loss does not see (a conv bias before a
+    BatchNorm has zero gradient) would otherwise get ``G = 1/eps`` and, under a tight prior, a prior step
+    ``lr·G·T/σ_p²`` above 2, which diverges. The Γ correction term (the divergence of ``G``) is omitted, so
     the chain is biased while ``V`` changes; :meth:`freeze_preconditioner` (call it after burn-in)
     fixes ``G``, which makes the chain a valid sampler again. The ``frozen`` flag lives in each
     param group and so travels with ``state_dict()``. A parameter with no estimate yet when frozen
@@ -156,10 +159,11 @@ class PSGLD(Optimizer):
                     state["step"] = 0
                     state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
+            drift = _drift(params, temperature, group["prior_std"])
             update = [i for i, s in enumerate(states) if not group["frozen"] or s["step"] == 0]
             if update:
                 square_avg = [states[i]["square_avg"] for i in update]
-                grads = [params[i].grad for i in update]
+                grads = [drift[i] for i in update]
                 torch._foreach_mul_(square_avg, alpha)
                 torch._foreach_addcmul_(square_avg, grads, grads, value=1.0 - alpha)
                 for i in update:
@@ -173,8 +177,7 @@ class PSGLD(Optimizer):
             torch._foreach_add_(precond, group["eps"])
             torch._foreach_reciprocal_(precond)
 
-            drift = torch._foreach_mul(_drift(params, temperature, group["prior_std"]), precond)
-            torch._foreach_add_(params, drift, alpha=-lr)
+            torch._foreach_add_(params, torch._foreach_mul(drift, precond), alpha=-lr)
 
             noise = gaussian_like(params, self.generator)
             torch._foreach_sqrt_(precond)

@@ -26,7 +26,7 @@ class Selection:
 
     image: the restored output (C, *S) in [0, 1]; step: the iteration it comes from (None for an average);
     std: per-pixel posterior std (C, *S) for samplers; rhat: per-pixel split-R̂ (C, *S) for samplers;
-    metrics: strategy figures for metrics.json.
+    metrics: strategy figures (and labels) for metrics.json.
     """
 
     image: torch.Tensor

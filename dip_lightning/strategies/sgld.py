@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from .. import optim
 from ..calibration import calibration_metrics
+from ..errors import InputError
 from ..moments import batch_means_ess, pool_moments, split_rhat, variance
 from ..nets.chains import ChainConv
 from .base import Gather, Selection, Strategy, chain_metrics
@@ -37,6 +38,11 @@ class SGLD(Strategy):
     the batch-means effective sample size (`ess_median`), from the streaming per-batch moments (one chain
     is split into its two halves, so they are reported for one chain too).
 
+    Where sgld/psgld are not samplers of the stated posterior they say so: a noise-free task (σ = 0, so
+    T = 0: plain gradient descent) is refused; input jitter (`model.reg_noise_std` > 0, gradient noise
+    as large as the Langevin noise or larger) gets a warning. The paper mode runs anywhere, with a warning
+    that it is a heuristic; `metrics.json` names the sampler (`sampler`).
+
     Args:
         sampler: `psgld` RMSprop-preconditioned SGLD (the default: measured best PSNR and calibration),
             `sgld` plain SGLD, or `paper` the GP-DIP code's heuristic (Adam + N(0, (2 lr)²) noise on conv
@@ -44,7 +50,10 @@ class SGLD(Strategy):
             jitter `reg_noise_std`, which it needs on.
         lr: step size; None takes the measured default of the sampler (sgld 3, psgld 0.01, paper 0.01).
         tau: temperature factor (sgld, psgld).
-        prior_std: std σ_p of the Gaussian weight prior (sgld, psgld); None is a flat prior.
+        prior_std: std σ_p of the zero-mean Gaussian weight prior (sgld, psgld): a number for every
+            parameter, `init` per layer at PyTorch's default initialisation scale (σ_p² = 1/(3·fan_in) for
+            conv and linear weights and biases, 1 for BatchNorm's scale and shift; `optim.prior`), or
+            None for a flat prior.
         alpha, eps: the pSGLD preconditioner's averaging constant and damping.
         freeze_preconditioner: freeze the pSGLD preconditioner after burn-in (a valid sampler again).
         weight_decay, noise_std: the paper mode's Adam weight decay and noise std (None: 2·lr).
@@ -60,13 +69,15 @@ class SGLD(Strategy):
     name = "sgld"
 
     def __init__(self, sampler: Literal["sgld", "psgld", "paper"] = "psgld", lr: float | None = None,
-                 tau: float = 1.0, prior_std: float | None = 1.0, alpha: float = 0.99, eps: float = 1e-5,
-                 freeze_preconditioner: bool = True, weight_decay: float = 5e-8, noise_std: float | None = None,
-                 burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
+                 tau: float = 1.0, prior_std: float | Literal["init"] | None = 1.0, alpha: float = 0.99,
+                 eps: float = 1e-5, freeze_preconditioner: bool = True, weight_decay: float = 5e-8,
+                 noise_std: float | None = None, burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
                  backtracking: bool = False, backtracking_drop_db: float = 5.0, chains: int = 1) -> None:
         super().__init__(chains)
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
+        if isinstance(prior_std, str) and prior_std != "init":
+            raise InputError(f"model.strategy.prior_std={prior_std!r}: give a number, init or null")
         self.sampler = sampler
         self.lr = DEFAULT_LR[sampler] if lr is None else lr
         self.tau = tau
@@ -91,8 +102,11 @@ class SGLD(Strategy):
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
         # each chain's noise comes from its own stream (seeded per chain, saved in checkpoints by the task)
         params, generators = task.net.parameters(), task.generators
+        jitter = task.hparams.reg_noise_std
         if self.sampler == "paper":
-            if task.hparams.reg_noise_std == 0:
+            rank_zero_warn("sampler=paper is the GP-DIP code's heuristic, not a valid sampler: its posterior std "
+                           "and calibration figures describe its spread, not a posterior")
+            if jitter == 0:
                 rank_zero_warn("sampler=paper regularises through the input jitter, which is off "
                                "(model.reg_noise_std=0): expect it to overfit like SGD")
             conv_weights = {id(m.weight) for m in task.net.modules() if isinstance(m, ChainConv)}
@@ -100,11 +114,24 @@ class SGLD(Strategy):
                       {"params": [p for p in task.net.parameters() if id(p) not in conv_weights], "noise_std": 0.0}]
             return optim.PaperSGLD(groups, lr=self.lr, weight_decay=self.weight_decay, noise_std=self.noise_std,
                                    generator=generators)
+        if task.noise_std == 0:
+            raise InputError(f"sampler={self.sampler} needs the observation's noise level: at model.sigma=0 its "
+                             f"temperature is 0, so it is plain gradient descent and its spread is no posterior; "
+                             f"give model.sigma > 0, or use sampler=paper (a heuristic) for a noise-free task")
+        if jitter > 0:
+            rank_zero_warn(f"model.reg_noise_std={jitter:g} with sampler={self.sampler}: the input jitter adds "
+                           f"gradient noise as large as the Langevin noise or larger, so the chain does not sample "
+                           f"the stated posterior; set model.reg_noise_std=0 for a valid sampler")
         temperature = self.temperature(task)
+        if self.prior_std == "init":
+            params, prior_std = optim.prior_param_groups(task.net.named_parameters(),
+                                                         optim.init_prior_stds(task.net)), None
+        else:
+            params, prior_std = task.net.parameters(), self.prior_std
         if self.sampler == "sgld":
-            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std,
+            return optim.SGLD(params, lr=self.lr, temperature=temperature, prior_std=prior_std,
                               generator=generators)
-        return optim.PSGLD(params, lr=self.lr, temperature=temperature, prior_std=self.prior_std, alpha=self.alpha,
+        return optim.PSGLD(params, lr=self.lr, temperature=temperature, prior_std=prior_std, alpha=self.alpha,
                            eps=self.eps, generator=generators)
 
     def callbacks(self, task: RestorationTask) -> list[Callback]:
@@ -121,7 +148,7 @@ class SGLD(Strategy):
         count, mean, m2 = (gather(t) for t in self._posterior.moments.state())  # (N, B), (N, B, C, *S)
         left = gather(self._chain.left_step)
         samples = int(count.sum())
-        metrics: dict[str, Any] = {"samples": samples, "chains": len(count)}
+        metrics: dict[str, Any] = {"sampler": self.sampler, "samples": samples, "chains": len(count)}
         if bool((left > 0).any()):
             metrics["chain_left_band_step"] = [int(step) or None for step in left]
         if samples < 2:

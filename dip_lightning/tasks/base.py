@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -19,20 +20,23 @@ from ..optim import gaussian_like
 from ..nets.chains import stack_chains
 from ..strategies.base import Selection, Strategy
 from ..tracking import ArgBest
+from .likelihood import censored_terms, clipped_entries
 
 NetFactory = Callable[[int, int], nn.Module]
 """A network class configured from YAML; called with (input channels, output channels)."""
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of [0, 1] images (torchmetrics), as a 0-d tensor: no host sync."""
-    return peak_signal_noise_ratio(prediction, target, data_range=1.0)
+def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB (torchmetrics) for values spanning `data_range` (1 for [0, 1] images), as a 0-d tensor:
+    no host sync."""
+    return peak_signal_noise_ratio(prediction, target, data_range=data_range)
 
 
-def chain_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each chain's [0, 1] image in `prediction` (K, C, *S) against `target` (1 or K, C, *S): (K,)."""
-    return peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=1.0, reduction="none",
-                                   dim=tuple(range(1, prediction.dim())))
+def chain_psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB of each chain's image in `prediction` (K, C, *S) against `target` (1 or K, C, *S), for values
+    spanning `data_range`: (K,)."""
+    return peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=data_range,
+                                   reduction="none", dim=tuple(range(1, prediction.dim())))
 
 
 def chain_seed(index: int) -> int:
@@ -45,9 +49,14 @@ class RestorationTask(L.LightningModule):
     """Fits f_θ(z) so that A(f_θ(z)) matches the observation y; a subclass supplies the operator A.
 
     A subclass implements `observe` (clean image -> simulated observation) and, when A is not the
-    identity, `forward_operator` (and `data_loss` for a partial observation). The datamodule gives the
-    image (ground truth, or the observation itself when `data.is_observation` is set); the task builds
+    identity, `forward_operator` (and `observed_mask` for a partial observation). The datamodule gives
+    the image (ground truth, or the observation itself when `data.is_observation` is set); the task builds
     the observation (seeded by `observation_seed`), the network and the fixed input code in `setup`.
+
+    The observation is taken to be clipped to `clip_range` ([0, 1], as every image file is); a subclass
+    whose observation is not clipped sets `clip_range = None`. Under the `censored` likelihood the entries
+    at a bound of that range get the censored (Tobit) term of `tasks.likelihood`, the others the squared
+    error; under `gaussian` every entry gets the squared error.
 
     Chains: the strategy's `chains` K independent networks (SGLD chains or SGD restarts) run as one
     batched network (`nets.chains`); the chain index is the leading dimension of every per-step tensor
@@ -62,13 +71,19 @@ class RestorationTask(L.LightningModule):
         input_scale: upper bound of the uniform code.
         reg_noise_std: std of the N(0, ·) jitter added to z each step (DIP's regulariser); 0 disables it.
         ema_decay: weight of the exponential moving average of outputs ("SGD+Avg").
+        likelihood: `censored` (clipped entries of the observation say only "at or beyond the bound",
+            which keeps a posterior near black or white calibrated) or `gaussian` (the squared error on
+            every entry, the papers' loss). The two agree where the observation is not clipped.
         observation_seed: seed of the simulated observation (noise, masks): the same problem for every run.
         image_every_n_steps: how often the current output is sent to the loggers as an image.
     """
 
     def __init__(self, net: NetFactory = SkipNet, strategy: Strategy | None = None, sigma: float = 25.0,
                  input_channels: int = 32, input_scale: float = 0.1, reg_noise_std: float = 1 / 30,
-                 ema_decay: float = 0.99, observation_seed: int = 0, image_every_n_steps: int = 250) -> None:
+                 ema_decay: float = 0.99, likelihood: Literal["gaussian", "censored"] = "censored",
+                 observation_seed: int = 0, image_every_n_steps: int = 250) -> None:
+        if likelihood not in ("gaussian", "censored"):
+            raise InputError(f"model.likelihood={likelihood!r}: choose gaussian or censored")
         super().__init__()
         from ..strategies import SGD  # the default strategy; imported late to avoid an import cycle
 
@@ -77,6 +92,11 @@ class RestorationTask(L.LightningModule):
         self.strategy = strategy if strategy is not None else SGD()
         self.net: nn.Module | None = None
         self.register_buffer("ground_truth", None)  # (1, C, *S) once set up, unless only an observation is given
+        self.likelihood = likelihood  # also here, not only in hparams: a subclass may fix it (Signal1D)
+        self.data_range = 1.0  # the span of the values PSNR is computed for: [0, 1] images
+
+    clip_range: tuple[float, float] | None = (0.0, 1.0)
+    """The range the observation is clipped to (by `observe`, or by the file format); None: not clipped."""
 
     # ----- the forward model: what a subclass supplies -------------------------------------------------
     @abstractmethod
@@ -87,9 +107,43 @@ class RestorationTask(L.LightningModule):
         """A: network outputs (K, C, *S) -> the observation's space. Identity by default."""
         return output
 
+    @property
+    def observed_mask(self) -> torch.Tensor | None:
+        """Which entries of the observation were observed, broadcastable to it; None: all of them."""
+        return None
+
     def data_loss(self, output: torch.Tensor) -> torch.Tensor:
-        """Per chain (K,): the mean squared error between A(output) and the observation over its observed entries."""
-        return (self.forward_operator(output) - self.observation).square().flatten(1).mean(1)
+        """(K,): each chain's mean data term over the P observed entries, for outputs (K, C, *S).
+
+        The term is the squared error between A(output) and the observation, or at clipped entries under
+        the censored likelihood −2σ² log Φ(·) (see `tasks.likelihood`); over the temperature
+        T = τ·2σ²/P it is the negative log-likelihood over τ either way.
+        """
+        prediction = self.forward_operator(output)
+        if self.censoring_bounds is None:
+            return self.observed_mean((prediction - self.observation).square())
+        return self.observed_mean(censored_terms(prediction, self.observation, self.noise_std, self.censoring_bounds))
+
+    def observed_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """(K, C, *S) -> (K,): the sum of each chain's values over the observed entries, divided by P."""
+        if self.observed_mask is not None:
+            values = values * self.observed_mask
+        return values.flatten(1).sum(1) / self.num_observed
+
+    def interior_mask(self) -> torch.Tensor:
+        """(1, C, *S) float: 1 at the observed entries the likelihood treats as uncensored."""
+        interior = torch.ones_like(self.observation)
+        if self.observed_mask is not None:
+            interior = interior * self.observed_mask
+        if self.censoring_bounds is not None:
+            at_low, at_high = clipped_entries(self.observation, self.censoring_bounds)
+            interior = interior * ~(at_low | at_high)
+        return interior
+
+    @property
+    def censoring_bounds(self) -> tuple[float, float] | None:
+        """The bounds at which entries are censored; None under the Gaussian likelihood or without clipping."""
+        return self.clip_range if self.likelihood == "censored" else None
 
     def output_size(self, observation: torch.Tensor) -> tuple[int, ...]:
         """Spatial size of the network output for an observation (C, *S); the same size by default."""
@@ -101,7 +155,7 @@ class RestorationTask(L.LightningModule):
 
     def image_metrics(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Quality figures of an output (1, C, *S) against the ground truth; `psnr` at least."""
-        return {"psnr": psnr(image, self.ground_truth)}
+        return {"psnr": psnr(image, self.ground_truth, self.data_range)}
 
     def save_artifacts(self, run_dir: Path, selection: Selection) -> None:
         """Write files of the task's own into `run_dir` at the end of a run (a mask, a baseline, a plot of
@@ -200,7 +254,14 @@ class RestorationTask(L.LightningModule):
 
     @torch.no_grad()
     def _track(self, output: torch.Tensor, chain_loss: torch.Tensor) -> None:
-        """Update the step's outputs, EMA and best trackers, and log curves (means over chains); tensor ops only."""
+        """Update the step's outputs, EMA and best trackers, and log curves (means over chains); tensor ops only.
+
+        Sets `psnr_observation` (K,) (PSNR of A(output) against the observation, every entry) and
+        `mse_interior` (K,): the MSE over the observed entries the likelihood treats as uncensored (all
+        observed entries under `gaussian`), the quantity that settles near σ² for a posterior sample.
+        Logged curves: `mse/observation` (the MSE over every observed entry, whichever the likelihood)
+        and `mse/interior`.
+        """
         self.step.add_(1)
         self.output.copy_(output)
         self.ema.lerp_(output, torch.where(self.step == 1, 1.0, 1 - self.hparams.ema_decay))  # starts at output 1
@@ -208,11 +269,16 @@ class RestorationTask(L.LightningModule):
         self.nonfinite.logical_or_(~finite)
         self.last_finite.copy_(torch.where(per_chain(finite, output), output, self.last_finite))
         self.last_finite_step.copy_(torch.where(finite, self.step, self.last_finite_step))
-        self.psnr_observation = chain_psnr(self.forward_operator(output), self.observation)  # (K,)
-        metrics = {"mse/observation": chain_loss.mean(), "psnr/observation": self.psnr_observation.mean()}
+        prediction = self.forward_operator(output)
+        squared = (prediction - self.observation).square()
+        interior = self.interior_mask()
+        self.mse_interior = (squared * interior).flatten(1).sum(1) / interior.sum().clamp(min=1)
+        self.psnr_observation = chain_psnr(prediction, self.observation, self.data_range)  # (K,)
+        metrics = {"mse/observation": self.observed_mean(squared).mean(), "mse/interior": self.mse_interior.mean(),
+                   "psnr/observation": self.psnr_observation.mean()}
         if self.has_ground_truth:
-            chain_truth = chain_psnr(output, self.ground_truth)
-            chain_ema = chain_psnr(self.ema, self.ground_truth)
+            chain_truth = chain_psnr(output, self.ground_truth, self.data_range)
+            chain_ema = chain_psnr(self.ema, self.ground_truth, self.data_range)
             self.best.update(chain_truth, output, self.step)
             self.best_ema.update(chain_ema, self.ema, self.step)
             metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
@@ -257,14 +323,14 @@ class RestorationTask(L.LightningModule):
         if selection.step is not None:
             metrics["step_selected"] = selection.step
         metrics["psnr_observation_output"] = float(psnr(self.forward_operator(selection.image[None]),
-                                                        self.observation))
+                                                        self.observation, self.data_range))
         if self.has_ground_truth:
             if self.observation.shape == self.ground_truth.shape:
-                metrics["psnr_observation_input"] = float(psnr(self.observation, self.ground_truth))
+                metrics["psnr_observation_input"] = float(psnr(self.observation, self.ground_truth, self.data_range))
             for key, value in self.image_metrics(selection.image[None]).items():
                 metrics["psnr_selected" if key == "psnr" else key] = float(value)
-            metrics["psnr_final"] = float(chain_psnr(self.output, self.ground_truth).mean())
-            metrics["psnr_ema_final"] = float(chain_psnr(self.ema, self.ground_truth).mean())
+            metrics["psnr_final"] = float(chain_psnr(self.output, self.ground_truth, self.data_range).mean())
+            metrics["psnr_ema_final"] = float(chain_psnr(self.ema, self.ground_truth, self.data_range).mean())
             if self.best.found():
                 best = int(self.best.score.argmax())
                 metrics["psnr_best"] = float(self.best.score[best])

@@ -11,7 +11,8 @@ class MaskedTask(RestorationTask):
     """A RestorationTask whose operator A keeps the entries where the binary `mask` buffer is 1.
 
     The mask (1, 1, *S) is shared by all channels; a subclass sets it (with `set_mask`) before the
-    loss is first evaluated. Metrics add `psnr_missing`, the PSNR over the entries that were not observed.
+    loss is first evaluated. The loss (under either likelihood) averages over the known entries only.
+    Metrics add `psnr_missing`, the PSNR over the entries that were not observed.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -26,17 +27,18 @@ class MaskedTask(RestorationTask):
     def forward_operator(self, output: torch.Tensor) -> torch.Tensor:
         return output * self.mask
 
-    def data_loss(self, output: torch.Tensor) -> torch.Tensor:
-        """Per chain (K,): the mean squared error over the observed entries only (P = known entries x channels)."""
-        return (self.forward_operator(output) - self.observation).square().flatten(1).sum(1) / self.num_observed
+    @property
+    def observed_mask(self) -> torch.Tensor:
+        return self.mask
 
     @property
     def num_observed(self) -> int:
+        """P = known entries x channels."""
         return self._num_known * self.observation.shape[1]
 
     def image_metrics(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         metrics = super().image_metrics(image)
         missing = (self.mask == 0).expand_as(image)
         if bool(missing.any()):
-            metrics["psnr_missing"] = psnr(image[missing], self.ground_truth[missing])
+            metrics["psnr_missing"] = psnr(image[missing], self.ground_truth[missing], self.data_range)
         return metrics

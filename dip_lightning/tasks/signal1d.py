@@ -18,7 +18,9 @@ class Signal1D(MaskedTask):
     """Fit a 1D network (`dim: 1`, no sigmoid: signals may be negative) to the observed points of a signal.
 
     A seeded Bernoulli draw keeps each point with probability `observed` (every point of an observation
-    given with `data.is_observation`), plus Gaussian noise of std `sigma`. Values are not clipped.
+    given with `data.is_observation`), plus Gaussian noise of std `sigma`. Values are not clipped, so the
+    likelihood is Gaussian. PSNR figures use the signal's own range as the peak: max − min of the ground
+    truth (of the observation when only that is given).
     Writes `signal.png` (the estimate, ±2 posterior std under a sampler, observed points, truth) and
     `signal.npz`; `metrics.json` adds `rmse`, `rmse_unobserved` and, under a sampler,
     `coverage_2std_unobserved`: the fraction of unobserved points whose truth lies in mean ± 2 std.
@@ -29,11 +31,14 @@ class Signal1D(MaskedTask):
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
+    clip_range = None
+
     def __init__(self, observed: float = 0.1, sigma: float = 0.0, **kwargs) -> None:
         if not 0.0 < observed <= 1.0:
             raise InputError(f"model.observed={observed} is not a fraction of observed points: "
                              f"choose 0 < observed <= 1")
-        super().__init__(sigma=sigma, **kwargs)
+        # not clipped: no entry is censored, so `likelihood` would change nothing and is not offered
+        super().__init__(sigma=sigma, likelihood="gaussian", **kwargs)
 
     @property
     def noise_std(self) -> float:
@@ -54,6 +59,8 @@ class Signal1D(MaskedTask):
         super().setup(stage)
         if self.mask is None:  # an observation given: every point of it is observed
             self.set_mask(torch.ones(self.observation.shape[-1], dtype=torch.bool))
+        values = self.ground_truth if self.has_ground_truth else self.observation  # the latter all observed
+        self.data_range = float(values.max() - values.min()) or 1.0  # a constant signal: fall back to 1
 
     def image_metrics(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         unobserved = (self.mask == 0).expand_as(image)
