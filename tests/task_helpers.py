@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import lightning as L
 
 from dip_lightning.nets import SkipNet
@@ -16,7 +14,6 @@ def tiny_net(in_channels: int, out_channels: int) -> SkipNet:
 
 
 def set_up(task: RestorationTask, data: L.LightningDataModule) -> RestorationTask:
-    """Run `task.setup` against `data` as the Trainer would (only `trainer.datamodule` is read there)."""
-    task.trainer = SimpleNamespace(datamodule=data)
-    task.setup("fit")
+    """Build the task's problem on `data` as a run does before fitting."""
+    task.build_problem(data)
     return task

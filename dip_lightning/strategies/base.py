@@ -30,11 +30,14 @@ class Selection:
 class Strategy(ABC):
     """Builds the optimizer for a task, contributes the callbacks it needs, and selects the result.
 
-    A task calls `configure_optimizer` from `configure_optimizers`, `callbacks` from `configure_callbacks`,
-    and `select` once fitting has ended. Strategies are plain objects configured from YAML by class path.
+    A task calls `check` once its problem is built, `configure_optimizer` from `configure_optimizers`,
+    `callbacks` from `configure_callbacks`, and `select` once fitting has ended. Strategies are plain objects configured from YAML by class path.
     """
 
     name: str = "strategy"
+
+    def check(self, task: RestorationTask) -> None:
+        """Refuse (InputError) a task this strategy cannot fit; runs before anything is written."""
 
     @abstractmethod
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:

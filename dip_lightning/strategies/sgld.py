@@ -35,15 +35,18 @@ class SGLD(Strategy):
         lr: step size; None takes the measured default of the sampler (sgld 3, psgld 0.01, paper 0.01).
         tau: temperature factor (sgld, psgld).
         prior_std: std σ_p of the Gaussian weight prior (sgld, psgld); None is a flat prior.
-        alpha, eps: the pSGLD preconditioner's averaging constant and damping.
+        alpha: averaging constant of the pSGLD preconditioner (running mean of squared gradients).
+        eps: damping of the pSGLD preconditioner.
         freeze_preconditioner: freeze the pSGLD preconditioner after burn-in (a valid sampler again).
-        weight_decay, noise_std: the paper mode's Adam weight decay and noise std (None: 2·lr).
+        weight_decay: the paper mode's Adam weight decay.
+        noise_std: the paper mode's std of the noise added to conv weights (None: 2·lr).
         burn_in: steps before the first sample.
         thin: steps between samples.
         max_mse_ratio: divergence guard: stop the chain (and drop the sample) once, after burn-in, the MSE
             to the observation exceeds this multiple of σ²; a huge value (1e9) disables it.
         backtracking: DIP's Adam guard (restore the last parameters when the PSNR to the observation drops
             by more than `backtracking_drop_db`); the GP-DIP code ran it with the paper mode.
+        backtracking_drop_db: the PSNR drop (dB) that counts as an instability.
     """
 
     name = "sgld"

@@ -33,7 +33,7 @@ class RestorationTask(L.LightningModule):
     A subclass implements `observe` (clean image -> simulated observation) and, when A is not the
     identity, `forward_operator` (and `data_loss` for a partial observation). The datamodule gives the
     image (ground truth, or the observation itself when `data.is_observation` is set); the task builds
-    the observation (seeded by `observation_seed`), the network and the fixed input code in `setup`.
+    the observation (seeded by `observation_seed`), the network and the fixed input code in `build_problem`.
 
     Args:
         net: network class; called with (input_channels, image channels).
@@ -104,14 +104,23 @@ class RestorationTask(L.LightningModule):
 
     # ----- set-up --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.net is not None:
-            return
-        data = self.trainer.datamodule
+        if self.net is None:  # the CLI has built it already
+            self.build_problem(self.trainer.datamodule)
+
+    def build_problem(self, data: L.LightningDataModule | None) -> None:
+        """Build the problem from the datamodule's image, once: the network, the observation, the code z and
+        the trackers. The CLI calls it before a run starts (`setup` otherwise), so that bad input (an image
+        too small for the network, a mask of the wrong size) fails before anything is written.
+        """
         if data is None or not hasattr(data, "image"):
             raise InputError("the task needs a datamodule that provides the image (e.g. dip_lightning.data.ImageData)")
+        self.datamodule = data  # the datamodule the problem is built from (tasks read e.g. its crop)
         channels = data.image.shape[0]
         self.net = self.net_factory(self.hparams.input_channels, channels)
         multiple = getattr(self.net, "size_multiple", 1)
+        check_size = getattr(self.net, "check_size", None)  # a network may refuse sizes it cannot process
+        if check_size is not None:  # before cropping: a side below the network's minimum is refused here
+            check_size(tuple(self.output_size(data.image) if data.is_observation else data.image.shape[1:]))
         if data.is_observation:
             observation = self.fit_to_network(data.image, multiple)
         else:
@@ -121,6 +130,8 @@ class RestorationTask(L.LightningModule):
             self.register_buffer("ground_truth", clean[None])
         self.register_buffer("observation", observation[None])
         size = self.output_size(observation)
+        if check_size is not None:  # a task may crop further (super-resolution: to its factor too)
+            check_size(size)
         self.register_buffer("z", torch.rand(1, self.hparams.input_channels, *size) * self.hparams.input_scale)
         out_shape = (1, channels, *size)
         self.register_buffer("output", torch.zeros(out_shape))
@@ -132,6 +143,7 @@ class RestorationTask(L.LightningModule):
         # the latest output of finite loss: the fallback when the loss diverges and there is no ground truth
         self.register_buffer("last_finite", torch.zeros(out_shape))
         self.register_buffer("last_finite_step", torch.tensor(0))
+        self.strategy.check(self)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.strategy.configure_optimizer(self)
