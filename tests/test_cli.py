@@ -89,7 +89,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_no_run_directory(capsys, tmp_pa
         f"--data.image={tmp_path / 'missing.png'}": "image file not found",
         "--data.image=astronot": "unknown built-in image",
         f"--data.image={tmp_path / 'text.png'}": "cannot read",
-        "--data.crop=2": "smaller than 4",
+        "--data.crop=2": "too small for this network",
     }
     runs = tmp_path / "runs"
     for arg, message in cases.items():
