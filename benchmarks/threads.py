@@ -1,10 +1,12 @@
-"""Seconds per step of `fit` with 1 torch thread vs all cores, on a small and a large image, quiet and loaded.
+"""Seconds per step of `fit` with 1 torch thread against all cores, by image size, quiet and loaded.
 
-Each run is the denoising config (skip net width 64, depth 5) for a fixed number of steps in its own process,
-`OMP_NUM_THREADS` set; "loaded" starts `--load` busy-looping processes beside it (another job sharing the
-cores). The figure is the fit time of metrics.json (`seconds`: imports and start-up excluded) per step.
+Each run is configs/denoise.yaml (skip net width 32, depth 5, the whole astronaut photo resized to
+`--sizes` pixels) for a fixed number of steps in its own process, with OMP_NUM_THREADS set. "Loaded"
+starts `--load` busy-looping processes beside it (another job sharing the cores). The figure is the fit
+time of metrics.json (`seconds`: imports and start-up excluded) per step, the fastest of `--repeats`;
+the load average (1 minute) at each row's start says how quiet the machine really was.
 
-    python benchmarks/threads.py --sizes 64 256 --steps 200 60 --load 1
+    python benchmarks/threads.py --sizes 64 128 256 --steps 300 150 40 --load 1
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def _spin() -> None:
         pass
 
 
-def seconds_per_step(crop: int, steps: int, threads: int, root: Path) -> float:
+def seconds_per_step(size: int, steps: int, threads: int, root: Path) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "dip_lightning", "fit", "--config", "denoise.yaml", f"--data.crop={crop}",
+    command = [sys.executable, "-m", "dip_lightning", "fit", "--config", "denoise.yaml", f"--data.size={size}",
                "--model.strategy.stopping=fixed", f"--trainer.max_steps={steps}", "--trainer.logger=false",
                "--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false",
                f"--trainer.default_root_dir={root}"]
@@ -37,27 +39,28 @@ def seconds_per_step(crop: int, steps: int, threads: int, root: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="crop sides (pixels)")
-    parser.add_argument("--steps", type=int, nargs="+", default=[200, 60], help="steps per run, one per size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="image sides (pixels)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[300, 150, 40], help="steps per run, one per size")
     parser.add_argument("--load", type=int, default=1, help="busy processes for the loaded runs (0: quiet only)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting (the fastest is reported)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
-    print(f"{cores} cores, load average at start {os.getloadavg()[0]:.2f}")
-    print("| image | steps | load | 1 thread ms/step | all cores ms/step | 1 thread / all |")
-    print("|---|---|---|---|---|---|")
+    print(f"{cores} cores; ms/step, fastest of {args.repeats}")
+    print("| image | steps | extra load | load average | 1 thread | all cores | 1 thread / all cores |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for loaded in ([False, True] if args.load else [False]):
             spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.load if loaded else 0)]
             for spinner in spinners:
                 spinner.start()
             try:
-                for crop, steps in zip(args.sizes, args.steps):
-                    times = {t: min(seconds_per_step(crop, steps, t, Path(tmp)) for _ in range(args.repeats))
+                for size, steps in zip(args.sizes, args.steps):
+                    load = os.getloadavg()[0]
+                    times = {t: min(seconds_per_step(size, steps, t, Path(tmp)) for _ in range(args.repeats))
                              for t in (1, cores)}
-                    print(f"| {crop}x{crop} | {steps} | {'+' + str(args.load) + ' busy' if loaded else 'quiet'} | "
-                          f"{1000 * times[1]:.1f} | {1000 * times[cores]:.1f} | {times[1] / times[cores]:.2f} |",
-                          flush=True)
+                    extra = f"{args.load} busy process" if loaded else "none"
+                    print(f"| {size}x{size} | {steps} | {extra} | {load:.1f} | {1000 * times[1]:.1f} | "
+                          f"{1000 * times[cores]:.1f} | {times[1] / times[cores]:.2f} |", flush=True)
             finally:
                 for spinner in spinners:
                     spinner.terminate()

@@ -70,7 +70,9 @@ def save_summary(path: str | Path, images: list[tuple[str, torch.Tensor]], std: 
     """One figure of a run, readable at a glance: the [0, 1] images (C, H, W), C = 1 or 3, side by side with
     their titles, then (for a sampler) the per-pixel std (C, H, W) as a heat map with a colour bar."""
     panels = len(images) + (std is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.9), dpi=100, squeeze=False, layout="constrained")
+    height, width = images[-1][1].shape[-2:]  # the output's aspect ratio; room above for two title lines
+    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.3 * height / width + 1.0), dpi=100, squeeze=False,
+                             layout="constrained")
     for ax, (label, image) in zip(axes[0], images):
         pixels = image.detach().float().clamp(0, 1).cpu()
         if pixels.shape[0] == 1:

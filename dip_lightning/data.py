@@ -31,13 +31,14 @@ def step_loader() -> DataLoader:
 
 
 class ImageData(L.LightningDataModule):
-    """Loads the image the task restores: the file, centre-cropped (`crop`), then resized (`size`).
+    """Loads the image the task restores: the file, resized (`size`), then centre-cropped (`crop`).
 
     Args:
         image: a file path (PNG, JPEG, TIFF; grey or RGB) or a built-in name (`astronaut`, `camera`, ...).
-        crop: side of a centred square crop; None keeps the whole image.
-        size: resize (after the crop) so that the longer side is `size` pixels, keeping the aspect ratio
-            (antialiased bicubic): a whole photo at a size a CPU fits quickly. None keeps the pixels as they are.
+        crop: side of a centred square crop (of the resized image when `size` is given); None keeps the
+            whole image.
+        size: resize so that the longer side is `size` pixels, keeping the aspect ratio (antialiased
+            bicubic): a whole photo at a size a CPU fits quickly. None keeps the file's pixels.
         is_observation: the file is the degraded observation itself (a real noisy photo): there is no
             ground truth, so no ground-truth metrics and only blind stopping.
     """
@@ -52,11 +53,11 @@ class ImageData(L.LightningDataModule):
         self.image = self.transform(source)  # (C, H', W') in [0, 1]
 
     def transform(self, image: torch.Tensor) -> torch.Tensor:
-        """Apply this datamodule's crop and resize to a (C, H, W) image of the file's size (e.g. a mask)."""
-        if self.hparams.crop is not None:
-            image = center_crop(image, self.hparams.crop)
+        """Apply this datamodule's resize and crop to a (C, H, W) image of the file's size (e.g. a mask)."""
         if self.hparams.size is not None:
             image = resize_longer_side(image, self.hparams.size)
+        if self.hparams.crop is not None:
+            image = center_crop(image, self.hparams.crop)
         return image
 
     def train_dataloader(self) -> DataLoader:

@@ -13,7 +13,7 @@ from .layers import conv, padding_fits, refuse_size, smallest_side
 class ConvNet(nn.Module):
     """`depth` conv layers of `width` channels with an activation each, then a 1x1 output conv.
 
-    No down/up-sampling, so its infinite-width limit is a stationary GP (SCIENCE.md §5).
+    No down/up-sampling, so its infinite-width limit is a stationary GP (docs/science.md §5).
     Input (B, in_channels, *S) -> (B, out_channels, *S); `body` ends at the last hidden activations.
 
     Args:

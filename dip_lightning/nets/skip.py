@@ -43,7 +43,7 @@ class _Scale(nn.Module):
 class SkipNet(nn.Module):
     """DIP's skip network: `depth` scales of stride-2 encoder, interpolating decoder, 1x1 skip convs.
 
-    Defaults follow the papers (SCIENCE.md §1): 5 scales x 128 channels, 4 skip channels, 3x3 convs,
+    Defaults follow the papers (docs/science.md §1): 5 scales x 128 channels, 4 skip channels, 3x3 convs,
     BatchNorm, LeakyReLU(0.2), reflection padding, bilinear upsampling, 1x1 output conv + sigmoid.
     `width`/`depth` set every scale at once (for sweeps); the per-scale lists override them.
     Input (B, in_channels, *S) with each side of S a multiple of 2^depth -> (B, out_channels, *S).

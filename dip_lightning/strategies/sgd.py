@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class SGD(Strategy):
-    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (SCIENCE.md §2).
+    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (docs/science.md §2).
 
     Args:
         optimizer: `adam` (DIP's default) or `sgd`.

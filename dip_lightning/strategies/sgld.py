@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
 
 DEFAULT_LR = {"sgld": 3.0, "psgld": 0.01, "paper": 0.01}
-"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (SCIENCE.md §3)."""
+"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (docs/science.md §3)."""
 
 
 class SGLD(Strategy):
@@ -113,7 +113,7 @@ class SGLD(Strategy):
                            f"thin={self.thin}): returning the last output without an uncertainty map")
             return Selection(task.output[0].clone(), int(task.step), metrics=metrics)
         mean, variance = moments.mean, moments.variance()
-        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (SCIENCE.md §4)
+        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md §4)
             metrics["psnr_posterior_mean"] = float(task.image_metrics(mean)["psnr"])
             calibration = calibration_metrics().to(mean.device)
             calibration.update(mean, variance, task.ground_truth)
