@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from dip_lightning.artifacts import save_image, save_summary, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.tasks.masked import MaskedTask
 
 from .interrupt import StopOnInterrupt
 
@@ -29,14 +30,28 @@ def _summary_panels(pl_module: L.LightningModule, images: dict[str, torch.Tensor
         return f"PSNR {metrics[key]:.2f} dB" if metrics.get(key) is not None else ""
 
     restored = "posterior mean" if "posterior_mean" in images else "restored"
+    observation = "observation (missing pixels black)" if isinstance(pl_module, MaskedTask) else "observation"
     if pl_module.has_ground_truth:
-        panels = [(f"observation\n{db('psnr_observation_input')}", images["observation"]),
+        panels = [(f"{observation}\n{db('psnr_observation_input')}", images["observation"]),
                   (f"{restored}\n{db('psnr_selected')}", images["restored"]),
                   ("ground truth", images["ground_truth"])]
     else:
-        panels = [("observation", images["observation"]),
+        panels = [(observation, images["observation"]),
                   (f"{restored}\n{db('psnr_observation_output')} to the observation", images["restored"])]
     return [(title.strip(), image[0]) for title, image in panels]
+
+
+def _std_title(std: torch.Tensor | None) -> str:
+    mean = None if std is None else float(std.float().mean())
+    return "" if mean is None else f"posterior std\nmean {mean:.4f} = {255 * mean:.1f}/255"
+
+
+def _summary_title(pl_module: L.LightningModule, metrics: dict) -> str:
+    """Task, strategy, run length and, when it is not the last one, the step the output comes from."""
+    title = f"{type(pl_module).__name__}, {type(pl_module.strategy).__name__}: {metrics['steps']} steps"
+    if metrics.get("step_selected") not in (None, metrics["steps"]):
+        title += f", the output of step {metrics['step_selected']}"
+    return title + (" (interrupted)" if metrics.get("interrupted") else "")
 
 
 def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) -> None:
@@ -115,11 +130,8 @@ class RunArtifacts(L.Callback):
                 _log_figure(trainer, "images/uncertainty", run_dir / "uncertainty.png")  # with its colour bar
             for name, image in images.items():
                 save_image(run_dir / f"{name}.png", image[0])
-            mean_std = None if selection.std is None else float(selection.std.float().mean())
             save_summary(run_dir / "summary.png", _summary_panels(pl_module, images, metrics), selection.std,
-                         f"posterior std\nmean {mean_std:.4f} = {255 * mean_std:.1f}/255" if mean_std is not None else "",
-                         f"{type(pl_module).__name__}, {type(pl_module.strategy).__name__}: {metrics['steps']} steps"
-                         + (" (interrupted)" if interrupted else ""))
+                         _std_title(selection.std), _summary_title(pl_module, metrics))
             _log_figure(trainer, "images/summary", run_dir / "summary.png")
         pl_module.save_artifacts(run_dir, selection)
         write_metrics(run_dir / "metrics.json", metrics)

@@ -173,7 +173,8 @@ class DIPCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_callback=LogConfigCallback,
             save_config_kwargs={"overwrite": True},  # a resumed run writes its config again
-            parser_kwargs={**parser_kwargs, "fit": {**parser_kwargs, "prog": f"{PROG} fit", "description": description}},
+            parser_kwargs={**parser_kwargs, "fit": {**parser_kwargs, "prog": f"{PROG} fit",
+                                                    "description": description}},
             trainer_defaults={
                 "max_steps": 3000,
                 "max_epochs": -1,
@@ -253,7 +254,10 @@ class DIPCLI(LightningCLI):
                 self._discard_run()
             raise
         except SystemExit:  # Lightning exits after a second Ctrl+C, once the callbacks have saved the results
-            raise Interrupted(self.run_dir if (self.run_dir / "metrics.json").exists() else None) from None
+            if not (self.run_dir / "metrics.json").exists():  # stopped before the first step
+                self._discard_run()
+                raise Interrupted(None) from None
+            raise Interrupted(self.run_dir) from None
         if self.stop_on_interrupt.interrupted:
             raise Interrupted(self.run_dir)
 

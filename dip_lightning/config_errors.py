@@ -55,14 +55,14 @@ def _unknown_option(report: str, path: list[str], option: str) -> str:
         line += f": did you mean --{'.'.join([*path, close])}?"
     if not accepted:
         return line
-    return f"{line}\n{name}'s options: {', '.join(accepted)} (with their meaning: {PROG} options {name})"
+    shown = name if classes[-1].startswith("dip_lightning.") else classes[-1]  # what `options` finds
+    return f"{line}\n{name}'s options: {', '.join(accepted)} (with their meaning: {PROG} options {shown})"
 
 
 def _unknown_class(path: list[str], given: str) -> str:
     from .options import KINDS, shipped
 
-    label = {"model": "task", "strategy": "strategy", "net": "network", "data": "datamodule"}.get(path[-1])
-    kind = next((k for k in KINDS if k.label == label), None)
+    kind = next((k for k in KINDS if k.key == ".".join(path)), None)
     known = list(shipped(kind)) if kind else []
     close = _close(given, known)
     hint = f"did you mean {close}? " if close else ""

@@ -20,10 +20,13 @@ def test_module_entry_point_writes_artifacts_and_ends_with_outputs_line(tmp_path
                              f"--trainer.default_root_dir={tmp_path}"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+    for noise in ("litlogger", "LeafSpec", "Warning"):  # library chatter is silenced: a plain run warns of nothing
+        assert noise not in result.stdout + result.stderr, noise
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("outputs: ")
     run_dir = tmp_path / last.split("outputs: ")[1].split("/")[-1]
-    for name in ("restored.png", "observation.png", "ground_truth.png", "config.yaml", "metrics.json"):
+    for name in ("restored.png", "observation.png", "ground_truth.png", "summary.png", "config.yaml",
+                 "metrics.json"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert GROUND_TRUTH_KEYS | {"step_selected", "steps", "seconds"} <= metrics.keys()

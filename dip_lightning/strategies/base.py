@@ -31,7 +31,8 @@ class Strategy(ABC):
     """Builds the optimizer for a task, contributes the callbacks it needs, and selects the result.
 
     A task calls `check` once its problem is built, `configure_optimizer` from `configure_optimizers`,
-    `callbacks` from `configure_callbacks`, and `select` once fitting has ended. Strategies are plain objects configured from YAML by class path.
+    `callbacks` from `configure_callbacks`, and `select` once fitting has ended. Strategies are plain
+    objects configured from YAML by class path.
     """
 
     name: str = "strategy"

@@ -17,16 +17,17 @@ from .masked import MaskedTask
 class Inpaint(MaskedTask):
     """Fill in missing pixels of a grey or colour image; the loss sees the known pixels only.
 
-    The known pixels are: those of `mask` (an image file, white = known) if given, else a Bernoulli draw keeping each pixel with probability 1 - `missing` (seeded by
-    `observation_seed`); a `box` region is missing in either case. An observation given as the image
-    (`data.is_observation`) needs `mask` or `box`. `metrics.json` adds `psnr_missing` (missing pixels only);
-    the run directory gets mask.png.
+    The known pixels are: those of `mask` (an image file, white = known) if given, else a Bernoulli draw
+    keeping each pixel with probability 1 - `missing` (seeded by `observation_seed`); a `box` region is
+    missing in either case. An observation given as the image (`data.is_observation`) needs `mask` or
+    `box`. `metrics.json` adds `psnr_missing` (missing pixels only); its `psnr_observation_input` compares
+    the observation, missing pixels 0 (black), with the ground truth. The run directory gets mask.png.
 
     Args:
         missing: fraction of pixels removed by the Bernoulli draw, in [0, 1).
         mask: path of a mask image (white = known, black = missing); overrides `missing`. Either of the
-            image's size as fitted (after `data.crop` / `data.size`) or of the image file's, then cropped
-            and resized like the image.
+            image's size as fitted (after `data.size` and `data.crop`) or of the image file's, then resized
+            and cropped like the image.
         box: [top, left, height, width] of a missing rectangle, in pixels of the (cropped) image.
         paste_known: copy the known pixels of the observation into the returned output.
         sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers).
@@ -92,7 +93,7 @@ class Inpaint(MaskedTask):
 
     def _load_mask(self, size: tuple[int, int]) -> torch.Tensor:
         """The mask file as (H, W) bool (white = known): of the image's size as fitted, or of the image file's
-        size (then cropped and resized like the image, `data.crop` / `data.size`)."""
+        size (then resized and cropped like the image, `data.size` and `data.crop`)."""
         mask = load_image(self.hparams.mask).mean(0, keepdim=True)
         if tuple(mask.shape[-2:]) == size:
             return mask[0] > 0.5
