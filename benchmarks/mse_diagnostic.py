@@ -9,7 +9,8 @@ the SGD output, of the SGLD sample and of the running posterior mean. Prints eac
     python benchmarks/mse_diagnostic.py --run [--steps 3000]   # makes both runs first (about 2 x 3-10 min)
 
 A run logs to CSV with `--trainer.logger=CSVLogger --trainer.logger.init_args.save_dir=LOG_DIR`.
-`--run` fits configs/denoise.yaml with `--model.strategy.stopping=fixed` and configs/sgld_denoise.yaml.
+`--run` fits configs/denoise.yaml (on its 64x64 crop, width 64) with `--model.strategy.stopping=fixed` and
+configs/sgld_denoise.yaml.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display needed)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mse_diagnostic"
-RUNS = {"sgd": ["denoise", "--model.strategy.stopping=fixed"], "sgld": ["sgld_denoise"]}
+RUNS = {"sgd": ["denoise", "--data.size=null", "--data.crop=64", "--model.net.width=64",
+                "--model.strategy.stopping=fixed"],
+        "sgld": ["sgld_denoise"]}  # the same 64x64 crop and width-64 net
 
 
 def read_curves(log_dir: Path) -> dict[str, tuple[list[int], list[float]]]:

@@ -2,9 +2,13 @@
 
 from .artifacts import RunArtifacts
 from .backtracking import Backtracking
+from .checkpoint import RunCheckpoint
 from .guard import NonFiniteGuard
+from .interrupt import StopOnInterrupt
 from .langevin import LangevinChain
 from .posterior import PosteriorAverage
+from .progress import StepProgressBar
 from .stopping import WMVStopping
 
-__all__ = ["Backtracking", "LangevinChain", "NonFiniteGuard", "PosteriorAverage", "RunArtifacts", "WMVStopping"]
+__all__ = ["Backtracking", "LangevinChain", "NonFiniteGuard", "PosteriorAverage", "RunArtifacts", "RunCheckpoint",
+           "StepProgressBar", "StopOnInterrupt", "WMVStopping"]

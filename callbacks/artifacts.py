@@ -10,7 +10,48 @@ import lightning as L
 import numpy as np
 import torch
 
-from dip_lightning.artifacts import save_image, save_rhat, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.artifacts import save_image, save_rhat, save_summary, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.tasks.masked import MaskedTask
+
+from .interrupt import StopOnInterrupt
+
+
+def _log_figure(trainer: L.Trainer, key: str, path: Path) -> None:
+    """Send a saved figure (PNG) as it is to every logger that takes images (W&B)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+
+def _summary_panels(pl_module: L.LightningModule, images: dict[str, torch.Tensor],
+                    metrics: dict) -> list[tuple[str, torch.Tensor]]:
+    """summary.png's images with their titles: observation | restored | ground truth (when known)."""
+    def db(key: str) -> str:
+        return f"PSNR {metrics[key]:.2f} dB" if metrics.get(key) is not None else ""
+
+    restored = "posterior mean" if "posterior_mean" in images else "restored"
+    observation = "observation (missing pixels black)" if isinstance(pl_module, MaskedTask) else "observation"
+    if pl_module.has_ground_truth:
+        panels = [(f"{observation}\n{db('psnr_observation_input')}", images["observation"]),
+                  (f"{restored}\n{db('psnr_selected')}", images["restored"]),
+                  ("ground truth", images["ground_truth"])]
+    else:
+        panels = [(observation, images["observation"]),
+                  (f"{restored}\n{db('psnr_observation_output')} to the observation", images["restored"])]
+    return [(title.strip(), image[0]) for title, image in panels]
+
+
+def _std_title(std: torch.Tensor | None) -> str:
+    mean = None if std is None else float(std.float().mean())
+    return "" if mean is None else f"posterior std\nmean {mean:.4f} = {255 * mean:.1f}/255"
+
+
+def _summary_title(pl_module: L.LightningModule, metrics: dict) -> str:
+    """Task, strategy, run length and, when it is not the last one, the step the output comes from."""
+    title = f"{type(pl_module).__name__}, {type(pl_module.strategy).__name__}: {metrics['steps']} steps"
+    if metrics.get("step_selected") not in (None, metrics["steps"]):
+        title += f", the output of step {metrics['step_selected']}"
+    return title + (" (interrupted)" if metrics.get("interrupted") else "")
 
 
 def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) -> None:
@@ -25,20 +66,34 @@ def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) 
 
 class RunArtifacts(L.Callback):
     """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
-    for samplers posterior_mean.png, uncertainty.png, posterior_std.npy and rhat.png, and metrics.json;
-    PNGs for 2D images only. Then the task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
+    for samplers posterior_mean.png, uncertainty.png, posterior_std.npy and rhat.png, summary.png (all of
+    them in one figure, titled with PSNR and mean std) and metrics.json; PNGs for 2D images only. Then the
+    task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
 
-    Also sends the current output (chain 0's) to image loggers every `image_every_n_steps` of the task.
-    Every process selects the result together (the chains of all processes are gathered); rank 0 alone
-    writes. An interrupted run (Ctrl+C, an error) still writes what it has, from rank 0's chains alone.
+    Also sends the current output (chain 0's) to image loggers every `image_every_n_steps` of the task,
+    and the final images and summary.png at the end. `seconds` in metrics.json is the fitting time of the
+    whole run: a resumed run adds the time its checkpoint had recorded. Every process selects the result
+    together (the chains of all processes are gathered); rank 0 alone writes. An interrupted run (Ctrl+C,
+    an error) still writes what it has, from rank 0's chains alone.
     """
 
     def __init__(self) -> None:
         self.start_time = 0.0
+        self.seconds_before = 0.0  # fitting time of the run's earlier parts (from the checkpoint resumed)
         self.written = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start_time = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Fitting time so far, earlier parts of a resumed run included."""
+        return self.seconds_before + time.perf_counter() - self.start_time
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds_before = state_dict["seconds"]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -46,7 +101,8 @@ class RunArtifacts(L.Callback):
             _log_images(trainer, {"images/output": pl_module.output[:1]}, trainer.global_step)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer, pl_module)
+        stopped = any(isinstance(c, StopOnInterrupt) and c.interrupted for c in trainer.callbacks)
+        self.write(trainer, pl_module, interrupted=stopped)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if int(getattr(pl_module, "step", 0)) > 0:  # something was fitted: keep it
@@ -62,7 +118,7 @@ class RunArtifacts(L.Callback):
         run_dir = Path(trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         metrics = pl_module.summary(selection)
-        metrics["seconds"] = time.perf_counter() - self.start_time
+        metrics["seconds"] = self.seconds()
         if interrupted:
             metrics["interrupted"] = True
         images = {"restored": selection.image[None], "observation": pl_module.observation}
@@ -75,16 +131,15 @@ class RunArtifacts(L.Callback):
             heat_maps = {}
             if selection.std is not None:
                 save_uncertainty(run_dir / "uncertainty.png", selection.std)
-                heat_maps["uncertainty"] = run_dir / "uncertainty.png"
+                _log_figure(trainer, "images/uncertainty", run_dir / "uncertainty.png")  # with its colour bar
             if selection.rhat is not None:
                 save_rhat(run_dir / "rhat.png", selection.rhat)
-                heat_maps["rhat"] = run_dir / "rhat.png"
-            for logger in trainer.loggers:  # the heat maps with their colour bars and scales, as saved
-                if hasattr(logger, "log_image"):
-                    for key, path in heat_maps.items():
-                        logger.log_image(key=f"images/{key}", images=[str(path)], step=trainer.global_step)
+                _log_figure(trainer, "images/rhat", run_dir / "rhat.png")
             for name, image in images.items():
                 save_image(run_dir / f"{name}.png", image[0])
+            save_summary(run_dir / "summary.png", _summary_panels(pl_module, images, metrics), selection.std,
+                         _std_title(selection.std), _summary_title(pl_module, metrics))
+            _log_figure(trainer, "images/summary", run_dir / "summary.png")
         pl_module.save_artifacts(run_dir, selection)
         write_metrics(run_dir / "metrics.json", metrics)
         _log_images(trainer, {f"images/{k}": v for k, v in images.items()}, trainer.global_step)

@@ -29,6 +29,14 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     raise RuntimeError(f"could not create a new run directory under {root}")
 
 
+def run_dir_of_checkpoint(checkpoint: str | Path) -> Path | None:
+    """The run directory a checkpoint belongs to (`<run dir>/checkpoints/<file>`, beside its config.yaml),
+    or None for a checkpoint kept elsewhere."""
+    folder = Path(checkpoint).resolve().parent
+    run_dir = folder.parent
+    return run_dir if folder.name == "checkpoints" and (run_dir / "config.yaml").is_file() else None
+
+
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] float -> uint8 on the CPU (clamped, x255, rounded), same shape."""
     return image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
@@ -67,6 +75,35 @@ def save_rhat(path: str | Path, rhat: torch.Tensor) -> None:
     median = float(finite.median()) if finite.numel() else float("nan")
     save_heat_map(path, rhat.nan_to_num(nan=1.0), f"split-R̂ (median {median:.3f}; <= 1.01 converged)",
                   "R̂ (between/within-chain spread)", vmin=1.0)
+
+
+def save_summary(path: str | Path, images: list[tuple[str, torch.Tensor]], std: torch.Tensor | None = None,
+                 std_title: str = "", title: str = "") -> None:
+    """One figure of a run, readable at a glance: the [0, 1] images (C, H, W), C = 1 or 3, side by side with
+    their titles, then (for a sampler) the per-pixel std (C, H, W) as a heat map with a colour bar."""
+    panels = len(images) + (std is not None)
+    height, width = images[-1][1].shape[-2:]  # the output's aspect ratio; room above for two title lines
+    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.3 * height / width + 1.0), dpi=100, squeeze=False,
+                             layout="constrained")
+    for ax, (label, image) in zip(axes[0], images):
+        pixels = image.detach().float().clamp(0, 1).cpu()
+        if pixels.shape[0] == 1:
+            ax.imshow(pixels[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            ax.imshow(pixels.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(label, fontsize=10)
+        ax.set_axis_off()
+    if std is not None:
+        ax = axes[0, -1]
+        values = std.detach().float().cpu().mean(0)
+        shown = ax.imshow(values.numpy(), cmap="magma", vmin=0, interpolation="nearest")
+        ax.set_title(std_title, fontsize=10)
+        ax.set_axis_off()
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _json_ready(value):

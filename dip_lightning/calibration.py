@@ -1,4 +1,4 @@
-"""Calibration of a per-pixel uncertainty against the ground truth (SCIENCE.md §4), as torchmetrics metrics.
+"""Calibration of a per-pixel uncertainty against the ground truth (docs/science.md §4), as torchmetrics metrics.
 
 Every metric here is updated with `(mean, variance, target)`: the predicted mean, the predicted
 variance and the true values, all of one shape, in image intensity units ([0, 1] scale). Against the

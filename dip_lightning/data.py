@@ -2,53 +2,63 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset
 
-from .images import load_image
-
-
-class _Steps(Dataset):
-    """`length` step indices; DIP fits one image, so a batch carries nothing but its index."""
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> int:
-        return index
+from .images import center_crop, load_image, resize_longer_side
 
 
-def step_loader(steps_per_epoch: int) -> DataLoader:
-    """The loader of a single-problem datamodule: `steps_per_epoch` step indices per epoch.
+class _Steps(IterableDataset):
+    """The step indices 0, 1, 2, ... without end: DIP fits one problem, so a batch carries nothing but its
+    index, and `trainer.max_steps` (or a stopping rule) ends the run."""
 
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count()
+
+
+def step_loader() -> DataLoader:
+    """The loader of a single-problem datamodule: one endless epoch of step indices.
+
+    One epoch: a run resumed from any step continues the same epoch, with nothing to fast-forward.
     batch_size=None: no collation, the batch is a plain int and nothing is copied to the device.
-    An own generator: a new epoch's iterator must not draw from the global stream (exact resumes).
+    An own generator: creating the iterator must not draw from the global stream (exact resumes).
     """
-    return DataLoader(_Steps(steps_per_epoch), batch_size=None, generator=torch.Generator())
+    return DataLoader(_Steps(), batch_size=None, generator=torch.Generator())
 
 
 class ImageData(L.LightningDataModule):
-    """Loads the image the task restores.
+    """Loads the image the task restores: the file, resized (`size`), then centre-cropped (`crop`).
 
     Args:
         image: a file path (PNG, JPEG, TIFF; grey or RGB) or a built-in name (`astronaut`, `camera`, ...).
-        crop: side of a centred square crop; None keeps the whole image.
+        crop: side of a centred square crop (of the resized image when `size` is given); None keeps the
+            whole image.
+        size: resize so that the longer side is `size` pixels, keeping the aspect ratio (antialiased
+            bicubic): a whole photo at a size a CPU fits quickly. None keeps the file's pixels.
         is_observation: the file is the degraded observation itself (a real noisy photo): there is no
             ground truth, so no ground-truth metrics and only blind stopping.
-        steps_per_epoch: optimizer steps per epoch (epochs only pace epoch-level hooks; `trainer.max_steps`
-            sets the run length).
     """
 
-    def __init__(self, image: str = "astronaut", crop: int | None = None, is_observation: bool = False,
-                 steps_per_epoch: int = 100) -> None:
+    def __init__(self, image: str = "astronaut", crop: int | None = None, size: int | None = None,
+                 is_observation: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.is_observation = is_observation
-        self.image = load_image(image, crop)  # (C, H, W) in [0, 1]; loaded now so bad input fails early
+        source = load_image(image)  # loaded now, so that bad input fails before anything runs
+        self.source_size: tuple[int, int] = tuple(source.shape[-2:])  # (H, W) of the file
+        self.image = self.transform(source)  # (C, H', W') in [0, 1]
+
+    def transform(self, image: torch.Tensor) -> torch.Tensor:
+        """Apply this datamodule's resize and crop to a (C, H, W) image of the file's size (e.g. a mask)."""
+        if self.hparams.size is not None:
+            image = resize_longer_side(image, self.hparams.size)
+        if self.hparams.crop is not None:
+            image = center_crop(image, self.hparams.crop)
+        return image
 
     def train_dataloader(self) -> DataLoader:
-        return step_loader(self.hparams.steps_per_epoch)
+        return step_loader()

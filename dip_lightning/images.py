@@ -65,12 +65,26 @@ def load_image(spec: str | Path, crop: int | None = None) -> torch.Tensor:
 
 
 def center_crop(image: torch.Tensor, side: int) -> torch.Tensor:
-    """The centred side x side square of a (C, H, W) image."""
+    """The centred side x side square of a (C, H, W) image, as a copy.
+
+    A copy, not a view: a view keeps the uncropped image's storage alive, in memory and in checkpoints.
+    """
     height, width = image.shape[-2:]
     if side < 1 or side > min(height, width):
         raise InputError(f"crop {side} does not fit the {height}x{width} image: choose 1..{min(height, width)}")
     top, left = (height - side) // 2, (width - side) // 2
-    return image[..., top:top + side, left:left + side]
+    return image[..., top:top + side, left:left + side].clone()
+
+
+def resize_longer_side(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Resize (C, H, W) so that its longer side is `side` pixels, keeping the aspect ratio (antialiased bicubic,
+    clamped to [0, 1]); each side at least 1 pixel."""
+    height, width = image.shape[-2:]
+    if side < 1:
+        raise InputError(f"size {side} is not a side length: give a number of pixels >= 1")
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return image if size == (height, width) else resize(image, size).clamp(0, 1)
 
 
 def crop_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -83,7 +97,7 @@ def crop_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
     if (new_h, new_w) != (height, width):
         print(f"notice: cropped the image from {height}x{width} to {new_h}x{new_w}, a multiple of {multiple}")
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    return image[..., top:top + new_h, left:left + new_w]
+    return image[..., top:top + new_h, left:left + new_w].clone()  # a copy, as in center_crop
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:

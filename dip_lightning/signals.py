@@ -65,11 +65,9 @@ class SignalData(L.LightningDataModule):
         signal: `toy` (the paper's 1D toy) or a .npy / .csv file (a vector, or an (L, C) table).
         length: points of the toy signal.
         is_observation: the file is the observation itself (no ground truth).
-        steps_per_epoch: optimizer steps per epoch (`trainer.max_steps` sets the run length).
     """
 
-    def __init__(self, signal: str = "toy", length: int = 256, is_observation: bool = False,
-                 steps_per_epoch: int = 100) -> None:
+    def __init__(self, signal: str = "toy", length: int = 256, is_observation: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         if signal == "toy" and is_observation:
@@ -78,4 +76,4 @@ class SignalData(L.LightningDataModule):
         self.image = toy_signal(length) if signal == "toy" else load_signal(signal)
 
     def train_dataloader(self) -> DataLoader:
-        return step_loader(self.hparams.steps_per_epoch)
+        return step_loader()

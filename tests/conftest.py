@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -51,15 +53,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class InterruptAt(L.Callback):
-    """Raises KeyboardInterrupt (as Ctrl+C would) at the end of step `step`."""
+class CtrlCAt(L.Callback):
+    """Presses Ctrl+C (sends this process SIGINT) during step `step`, `times` times."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, times: int = 1) -> None:
         self.step = step
+        self.times = times
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step + 1 == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.fixture

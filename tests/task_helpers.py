@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import lightning as L
 import torch
 
@@ -17,8 +15,8 @@ def tiny_net(in_channels: int, out_channels: int) -> SkipNet:
 
 
 def set_up(task: RestorationTask, data: L.LightningDataModule) -> RestorationTask:
-    """Run `task.setup` against `data` as the Trainer would (a one-process CPU trainer: only its datamodule,
-    rank and device are read there)."""
-    task.trainer = SimpleNamespace(datamodule=data, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
-    task.setup("fit")
+    """Build the task's problem on `data` as a run does before fitting, and its chains as a one-process CPU
+    run does."""
+    task.build_problem(data)
+    task.build_chains(0, torch.device("cpu"))
     return task

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from torchmetrics.functional.image import peak_signal_noise_ratio
@@ -19,10 +20,13 @@ def test_module_entry_point_writes_artifacts_and_ends_with_outputs_line(tmp_path
                              f"--trainer.default_root_dir={tmp_path}"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+    for noise in ("litlogger", "LeafSpec", "Warning"):  # library chatter is silenced: a plain run warns of nothing
+        assert noise not in result.stdout + result.stderr, noise
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("outputs: ")
     run_dir = tmp_path / last.split("outputs: ")[1].split("/")[-1]
-    for name in ("restored.png", "observation.png", "ground_truth.png", "config.yaml", "metrics.json"):
+    for name in ("restored.png", "observation.png", "ground_truth.png", "summary.png", "config.yaml",
+                 "metrics.json"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert GROUND_TRUTH_KEYS | {"step_selected", "steps", "seconds"} <= metrics.keys()
@@ -89,7 +93,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_no_run_directory(capsys, tmp_pa
         f"--data.image={tmp_path / 'missing.png'}": "image file not found",
         "--data.image=astronot": "unknown built-in image",
         f"--data.image={tmp_path / 'text.png'}": "cannot read",
-        "--data.crop=2": "smaller than 4",
+        "--data.crop=2": "too small for this network",
     }
     runs = tmp_path / "runs"
     for arg, message in cases.items():
@@ -110,3 +114,106 @@ def test_diverging_loss_stops_and_keeps_the_best_finite_output(capsys, tmp_path)
     restored = load_image(run_dir / "restored.png")
     assert torch.isfinite(restored).all() and restored.std() > 0
     assert metrics["psnr_selected"] is not None and metrics["psnr_selected"] > 5
+
+
+def test_top_level_help_lists_every_command_and_usage_names_the_program(capsys):
+    from dip_lightning.cli import COMMANDS
+
+    _, out, _, code = run_cli(capsys, "--help")
+    assert code == 0
+    for name, command in COMMANDS.items():
+        assert f"  {name}" in out and command.summary in out
+    _, out, _, code = run_cli(capsys, "fit", "--help")
+    assert code == 0 and out.startswith("usage: python -m dip_lightning") and "__main__" not in out
+    assert "python -m dip_lightning options --config FILE" in " ".join(out.split())  # the task's own options
+    _, _, err, code = run_cli(capsys, "fitt")
+    assert code == 2 and "did you mean fit?" in err
+
+
+CONFIG_ERRORS = {
+    "--model.sigmaa=25": ["Denoise has no option 'sigmaa'", "--model.sigmaa=25", "did you mean --model.sigma?",
+                          "options Denoise"],
+    "--model.sigma=abc": ["--model.sigma expects a float, got 'abc'"],
+    "--model.strategy.stoping=wmv": ["SGD has no option 'stoping'", "did you mean --model.strategy.stopping?"],
+    "--model.strategy.stopping=wmw": ["--model.strategy.stopping expects one of fixed, oracle, wmv, got 'wmw'",
+                                      "did you mean wmv?"],
+    "--model.net.widht=16": ["SkipNet has no option 'widht'", "did you mean --model.net.width?"],
+    "--data.crop=abc": ["--data.crop expects an int or null, got 'abc'"],
+    "--trainer.max_stepz=5": ["unknown option --trainer.max_stepz=5", "did you mean --trainer.max_steps?"],
+    "--model=Denoize": ["--model=Denoize: no such class", "did you mean Denoise?"],
+    "--model.strategy=SGLDD": ["no such class", "did you mean SGLD?"],
+    "--trainer.accelerator=gpux": ["invalid accelerator name"],
+}
+
+
+@pytest.mark.parametrize("arg", CONFIG_ERRORS)
+def test_config_typos_and_wrong_types_get_a_short_error_with_a_near_miss(capsys, tmp_path, arg):
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "denoise", *TINY,
+                                    f"--trainer.default_root_dir={tmp_path}", arg)
+    assert code == 2 and run_dir is None and not any(tmp_path.iterdir())
+    report = [line for line in err.splitlines() if not line.startswith("Seed set")]
+    assert report[0].startswith("error: ") and len(report) <= 2, err
+    for expected in CONFIG_ERRORS[arg]:
+        assert expected in err, (expected, err)
+    assert "NestedArg" not in err and "Union" not in err and "usage:" not in err
+
+
+def test_verbose_keeps_the_parsers_full_report(capsys):
+    _, _, err, code = run_cli(capsys, "fit", "--config", "denoise", "--model.sigmaa=25", "--verbose")
+    assert code == 2 and "NestedArg(key='sigmaa'" in err and "did you mean --model.sigma?" in err
+
+
+def test_options_shows_a_task_and_strategy_with_the_flags_that_set_them(capsys):
+    _, out, _, code = run_cli(capsys, "options", "Inpaint", "SGLD")
+    assert code == 0
+    assert "  --model.missing=0.5" in out and "  --model.strategy.burn_in=1000" in out
+    assert "  --model.sigma=0.0" in out  # inherited from RestorationTask through **kwargs
+    flags = [line.split("=")[0].strip() for line in out.splitlines() if line.startswith("  --")]
+    assert flags and all(flag.startswith(("--model.", "--data.")) for flag in flags)
+    assert "torch.nn" not in out and "--model.net.in_channels" not in out
+    _, out, _, code = run_cli(capsys, "options", "--config", "inpaint.yaml")
+    assert code == 0
+    for line in ("  --model.missing=0.5", "  --model.net.width=64", "  --model.strategy.stopping=fixed",
+                 "  --data.crop=64", "  --data.image=camera"):  # the config's values
+        assert line in out, line
+    _, _, err, code = run_cli(capsys, "options", "Inpaint2")
+    assert code == 2 and "did you mean Inpaint?" in err
+
+
+def test_an_image_too_small_for_the_network_is_refused_up_front_with_a_choice_that_runs(capsys, tmp_path):
+    from dip_lightning.artifacts import save_image
+
+    save_image(tmp_path / "tiny.png", torch.rand(3, 7, 7))
+    args = ["fit", "--config", "denoise", *TINY, f"--trainer.default_root_dir={tmp_path / 'runs'}",
+            f"--data.image={tmp_path / 'tiny.png'}", "--data.crop=7", "--trainer.max_steps=5"]
+    run_dir, out, err, code = run_cli(capsys, *args)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and run_dir is None and len(errors) == 1 and "model.net.depth=1" in errors[0], err
+    assert not (tmp_path / "runs").exists()
+    run_dir, _, err, code = run_cli(capsys, *args, "--model.net.depth=1")  # the advice
+    assert code == 0 and (run_dir / "restored.png").is_file(), err
+
+
+def test_bad_input_with_wandb_on_leaves_no_directory_and_no_wandb_record(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no account: W&B offline, as for a new user
+    for variable in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(variable, raising=False)
+    from dip_lightning.artifacts import save_image
+
+    save_image(tmp_path / "noisy.png", torch.rand(3, 32, 32))
+    args = [a for a in TINY if not a.startswith("--trainer.logger")]
+    runs = tmp_path / "runs"
+    for bad in (["--data.crop=4"], ["--model.sigmaa=1"], ["--trainer.accelerator=gpux"],
+                [f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
+                 "--model.strategy.stopping=oracle"]):
+        run_dir, out, err, code = run_cli(capsys, "fit", "--config", "denoise", *args,
+                                          f"--trainer.default_root_dir={runs}", *bad)
+        assert code == 2 and run_dir is None, (bad, err)
+        assert "wandb" not in out + err, bad
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_whole_photo_resized_by_data_size_keeps_its_aspect_ratio(capsys, tmp_path):
+    run_dir, metrics = fit_tiny(capsys, tmp_path, "--data.crop=null", "--data.image=chelsea", "--data.size=40",
+                                "--trainer.max_steps=3")
+    assert load_image(run_dir / "restored.png").shape == (3, 24, 40)  # chelsea is 300x451: 27x40, cropped to 24x40

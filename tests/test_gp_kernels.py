@@ -1,4 +1,4 @@
-"""Analytic kernels: closed forms, and agreement with random conv-ReLU stacks (SCIENCE.md §5)."""
+"""Analytic kernels: closed forms, and agreement with random conv-ReLU stacks (docs/science.md §5)."""
 
 from __future__ import annotations
 

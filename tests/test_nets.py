@@ -1,6 +1,9 @@
+import re
+
 import pytest
 import torch
 
+from dip_lightning.errors import InputError
 from dip_lightning.nets import AutoEncoder, ConvNet, SkipNet
 
 
@@ -41,3 +44,38 @@ def test_auto_encoder_has_no_skip_connections():
 def test_bad_network_options_say_what_to_choose(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SkipNet(3, 3, width=8, depth=2, **kwargs)
+
+
+def _runs(net, size) -> bool:
+    """Whether a training-mode forward and backward pass works on an input of `size`, cropped as a task does."""
+    cropped = [side - side % net.size_multiple for side in size]
+    if 0 in cropped:
+        return False
+    try:
+        net(torch.rand(1, 2, *cropped)).sum().backward()
+        return True
+    except (ValueError, RuntimeError):  # BatchNorm: one value per channel; reflection padding: too few pixels
+        return False
+
+
+@pytest.mark.parametrize("make", [SkipNet, AutoEncoder, ConvNet])
+@pytest.mark.parametrize("padding_mode", ["reflect", "zeros", "replicate", "circular"])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_every_size_a_network_accepts_runs_and_a_refusal_names_a_working_choice(make, padding_mode, batch_norm):
+    for depth, dim in [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2)]:
+        net = make(2, 1, width=2, depth=depth, padding_mode=padding_mode, batch_norm=batch_norm, dim=dim)
+        for side in range(1, 2 ** (depth + 2) + 1):
+            size = (side,) if dim == 1 else (side, side + 3)
+            try:
+                net.check_size(size)
+            except InputError as refusal:
+                message = str(refusal)
+                assert "too small" in message and f"at least {net.min_side} px" in message
+                choice = re.search(r"model\.net\.depth=(\d+)", message)
+                if choice:  # the depth it names does fit
+                    make(2, 1, width=2, depth=int(choice[1]), padding_mode=padding_mode, batch_norm=batch_norm,
+                         dim=dim).check_size(size)
+                continue
+            assert _runs(net, size), (depth, dim, size)
+        if dim == 1:  # in 1D the rule is exact: every refused size fails
+            assert not _runs(net, (net.min_side - 1,)) or net.min_side == 1

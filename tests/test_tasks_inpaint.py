@@ -50,11 +50,14 @@ def test_mask_file_of_the_full_image_is_cropped_alike_and_a_box_adds_a_missing_r
     expected[32:] = 0
     expected[:8, :16] = 0
     assert torch.equal(task.mask[0, 0], expected)
+    resized = inpaint(ImageData("camera", size=64), mask=str(tmp_path / "mask.png"))  # the whole image, resized
+    assert resized.mask.shape == (1, 1, 64, 64) and float(resized.mask[0, 0, :32].min()) == 1
+    assert float(resized.mask[0, 0, 32:].max()) == 0
 
 
 def test_bad_masks_and_boxes_are_clear_errors(tmp_path):
     save_image(tmp_path / "small.png", torch.ones(1, 10, 12))
-    with pytest.raises(InputError, match=r"mask .* is 10x12 but the image is 64x64 \(512x512 before data.crop\)"):
+    with pytest.raises(InputError, match=r"mask .* is 10x12 but the image is 64x64 \(512x512 in its file\)"):
         inpaint(ImageData("camera", 64), mask=str(tmp_path / "small.png"))
     save_image(tmp_path / "black.png", torch.zeros(1, 64, 64))
     with pytest.raises(InputError, match="no pixel as known"):

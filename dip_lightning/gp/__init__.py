@@ -1,4 +1,4 @@
-"""DIP as a Gaussian process (SCIENCE.md §5): analytic and empirical DIP kernels and fast GP inference.
+"""DIP as a Gaussian process (docs/science.md §5): analytic and empirical DIP kernels and fast GP inference.
 
 - `kernels`: analytic kernel tables (RBF, smoothed-noise inputs, the conv-ReLU / LeakyReLU recursion).
 - `empirical`: the DIP kernel of random networks from a few samples, cached on disk, made PSD.

@@ -1,5 +1,5 @@
 """The empirical DIP kernel: the prior covariance of a randomly initialised network's output, estimated
-from a few network samples (SCIENCE.md §5, "Measured here").
+from a few network samples (docs/science.md §5).
 
 Two things make few samples enough: the estimate is averaged over all positions (an FFT
 autocorrelation of the last hidden activations a_c, so the network is treated as stationary), and the

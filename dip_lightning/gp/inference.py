@@ -1,5 +1,5 @@
 """GP regression on a pixel grid with a stationary kernel: posterior mean by CG with FFT matvecs,
-posterior std by Matheron's rule, and a dense Cholesky solver for small images (SCIENCE.md §5).
+posterior std by Matheron's rule, and a dense Cholesky solver for small images (docs/science.md §5).
 
 Model, per channel c (channels independent, same kernel): x_c ~ GP(m_c, K), y_c = x_c + N(0, s²) at the
 observed pixels (mask); m_c is the mean of the observed values. Posterior mean

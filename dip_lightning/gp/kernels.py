@@ -1,7 +1,7 @@
 """Analytic stationary kernels on a pixel grid: RBF, smoothed-noise inputs, and the conv-ReLU recursion.
 
 A kernel *table* is a tensor of shape (2R+1,) * dim holding K(Δ) for every offset Δ in [-R, R]^dim;
-the centre entry [R, ..., R] is K(0), the prior variance. Offsets are in pixels (SCIENCE.md §5).
+the centre entry [R, ..., R] is K(0), the prior variance. Offsets are in pixels (docs/science.md §5).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def conv_net_kernel(input_kernel: torch.Tensor, depth: int, activation: str = "r
                     weight_gain: float = 1.0, bias_var: float | Sequence[float] = 0.0,
                     normalise: bool = True) -> torch.Tensor:
     """Kernel of the output of `depth` conv + activation layers and a linear (1x1 conv) output layer,
-    in the infinite-width limit, for an input with kernel table `input_kernel` (SCIENCE.md §5).
+    in the infinite-width limit, for an input with kernel table `input_kernel` (docs/science.md §5).
 
     A conv layer with i.i.d. zero-mean weights of variance σ_w² (fan-in n) and biases of variance σ_b²
     maps a stationary kernel to `weight_gain` · K + `bias_var`, with weight_gain = n σ_w²: it keeps the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import InputError
+
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
     "relu": nn.ReLU,
@@ -70,3 +72,26 @@ def upsample(dim: int, mode: str) -> nn.Upsample:
     interp = modes[mode][dim]
     align = False if interp in ("linear", "bilinear", "bicubic") else None
     return nn.Upsample(scale_factor=2, mode=interp, align_corners=align)
+
+
+def padding_fits(side: int, kernel_size: int, padding_mode: str) -> bool:
+    """Whether a same-size convolution's padding works on a side of `side` pixels: reflection padding needs
+    fewer padded pixels than the side, circular at most as many; zeros and replicate pad any side."""
+    pad = kernel_size // 2
+    return {"reflect": pad < side, "circular": pad <= side}.get(padding_mode, True)
+
+
+def smallest_side(fits) -> int:
+    """The smallest side s >= 1 for which `fits(s)` holds (every constraint here holds from some side on)."""
+    side = 1
+    while not fits(side):
+        side += 1
+    return side
+
+
+def refuse_size(size: tuple[int, ...], min_side: int, needs: str, choice: str = "") -> None:
+    """Raise the InputError of a spatial size (*S) with a side below `min_side`: `needs` says why, `choice`
+    adds a network setting that fits."""
+    shown = "x".join(map(str, size))
+    raise InputError(f"the {shown} image is too small for this network: each side must be at least {min_side} px "
+                     f"({needs}): use a larger image or data.crop{', or ' + choice if choice else ''}")

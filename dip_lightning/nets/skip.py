@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import batch_norm, conv, conv_block, downsample, upsample
+from .layers import batch_norm, conv, conv_block, downsample, padding_fits, refuse_size, smallest_side, upsample
 
 
 class _Scale(nn.Module):
@@ -43,11 +43,34 @@ class _Scale(nn.Module):
 class SkipNet(nn.Module):
     """DIP's skip network: `depth` scales of stride-2 encoder, interpolating decoder, 1x1 skip convs.
 
-    Defaults follow the papers (SCIENCE.md §1): 5 scales x 128 channels, 4 skip channels, 3x3 convs,
+    Defaults follow the papers (docs/science.md §1): 5 scales x 128 channels, 4 skip channels, 3x3 convs,
     BatchNorm, LeakyReLU(0.2), reflection padding, bilinear upsampling, 1x1 output conv + sigmoid.
     `width`/`depth` set every scale at once (for sweeps); the per-scale lists override them.
     Input (B, in_channels, *S) with each side of S a multiple of 2^depth -> (B, out_channels, *S).
-    `body` maps the input to the last hidden activations, `head` is the output 1x1 conv.
+    `body` maps the input to the last hidden activations, `head` is the output 1x1 conv. Each side must be
+    at least `min_side`: at the deepest scale BatchNorm needs more than one value per channel and
+    reflection padding more pixels than it pads (`check_size` refuses smaller sizes).
+
+    Args:
+        in_channels: channels of the input code z (the task's `input_channels`).
+        out_channels: channels of the output image.
+        width: channels of every scale, down and up (the papers: 128).
+        depth: number of scales; each halves the resolution once (the papers: 5).
+        skip_channels: channels of each skip connection (0: no skips, the auto-encoder).
+        channels_down: per-scale encoder channels (overrides `width` and `depth`).
+        channels_up: per-scale decoder channels (overrides `width` and `depth`).
+        channels_skip: per-scale skip channels (overrides `skip_channels` and `depth`).
+        kernel_size_down: encoder conv kernel size.
+        kernel_size_up: decoder conv kernel size.
+        kernel_size_skip: skip conv kernel size.
+        downsample_mode: `stride` (a stride-2 conv, DIP's default), `avg` or `max` pooling.
+        upsample_mode: `bilinear` (linear in 1D), `nearest` or `bicubic`.
+        activation: `leaky_relu` (DIP's LeakyReLU(0.2)), `relu`, `elu` or `tanh`.
+        padding_mode: `reflect` (DIP's), `zeros`, `replicate` or `circular`.
+        batch_norm: BatchNorm after every conv.
+        conv1x1_up: a 1x1 conv block after each decoder conv.
+        sigmoid: a sigmoid on the output (images in [0, 1]; off for signals of any range).
+        dim: 2 for images, 1 for signals.
     """
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, *, width: int = 128, depth: int = 5,
@@ -76,6 +99,27 @@ class SkipNet(nn.Module):
         self.body = deeper
         self.head = conv(dim, up[0], out_channels, 1, padding_mode=padding_mode)
         self.output_activation = nn.Sigmoid() if sigmoid else nn.Identity()
+        # the deepest scale works at 1/2^depth of each side; the convs around it (stride-2 down, skip,
+        # merge) at twice that
+        widest = max(kernel_size_down, kernel_size_up, kernel_size_skip)
+        self.deepest_side = smallest_side(lambda s: padding_fits(s, kernel_size_down, padding_mode)
+                                          and padding_fits(2 * s, widest, padding_mode)
+                                          and (not batch_norm or s**dim >= 2))
+        self.min_side = self.size_multiple * self.deepest_side
+        self._needs = " and ".join(need for need, active in (("BatchNorm", batch_norm),
+                                                             (f"{padding_mode} padding", self.deepest_side > 1
+                                                              and padding_mode in ("reflect", "circular")))
+                                   if active)
+
+    def check_size(self, size: tuple[int, ...]) -> None:
+        """Refuse (InputError) an output size (*S) with a side below `min_side`, naming a depth that fits."""
+        if min(size) >= self.min_side:
+            return
+        depths = [d for d in range(1, self.depth) if 2**d * self.deepest_side <= min(size)]
+        needs = (f"a {self.depth}-scale network's deepest scale, 1/{self.size_multiple} of a side, needs "
+                 f"{self.deepest_side} px for {self._needs}" if self.deepest_side > 1
+                 else f"a {self.depth}-scale network halves each side {self.depth} times")
+        refuse_size(size, self.min_side, needs, f"model.net.depth={depths[-1]}" if depths else "")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.output_activation(self.head(self.body(z)))

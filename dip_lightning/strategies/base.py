@@ -39,8 +39,9 @@ class Selection:
 class Strategy(ABC):
     """Builds the optimizer for a task, contributes the callbacks it needs, and selects the result.
 
-    A task calls `configure_optimizer` from `configure_optimizers`, `callbacks` from `configure_callbacks`,
-    and `select` once fitting has ended. Strategies are plain objects configured from YAML by class path.
+    A task calls `check` once its problem is built, `configure_optimizer` from `configure_optimizers`,
+    `callbacks` from `configure_callbacks`, and `select` once fitting has ended. Strategies are plain
+    objects configured from YAML by class path.
     `chains` independent chains (restarts) run on each process, batched into one network evaluation.
     """
 
@@ -50,6 +51,9 @@ class Strategy(ABC):
         if chains < 1:
             raise InputError(f"model.strategy.chains={chains}: the number of chains must be >= 1")
         self.chains = chains
+
+    def check(self, task: RestorationTask) -> None:
+        """Refuse (InputError) a task this strategy cannot fit; runs before anything is written."""
 
     @abstractmethod
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class SGD(Strategy):
-    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (docs/science.md).
+    """Fit θ by Adam/SGD and return one output chosen by a stopping rule (docs/science.md §2).
 
     With several chains (independent restarts), each chain's output is chosen by the rule alone and the
     returned image is their average (the DIP paper's averaging of runs); metrics.json reports each
@@ -35,8 +35,9 @@ class SGD(Strategy):
         use_ema: return the exponential moving average of outputs instead of the raw output
             ("SGD+Avg"; with `oracle`/`wmv` the EMA at the selected step).
         backtracking: restore the last good parameters when the PSNR to the observation drops by more than
-            `backtracking_drop_db` between two checks, `backtracking_every_n_steps` apart (guards against Adam
-            instabilities; DIP's code checks every 100 steps).
+            `backtracking_drop_db` between two checks (guards against Adam instabilities).
+        backtracking_drop_db: the PSNR drop (dB) that counts as an instability.
+        backtracking_every_n_steps: steps between two backtracking checks (DIP's code checks every 100).
         chains: independent restarts per process (each its own initialisation, code and jitter).
     """
 
@@ -60,11 +61,12 @@ class SGD(Strategy):
         self.backtracking_every_n_steps = backtracking_every_n_steps
         self._wmv: Callback | None = None
 
-    def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
-        # the first strategy call after the task's setup, so the place to refuse a rule the task cannot use
+    def check(self, task: RestorationTask) -> None:
         if self.stopping == "oracle" and not task.has_ground_truth:
             raise InputError("stopping=oracle needs the ground truth: with an observation only, use "
                              "model.strategy.stopping=wmv (blind) or fixed")
+
+    def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
         params = task.net.parameters()
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
 
 DEFAULT_LR = {"sgld": 3.0, "psgld": 0.01, "paper": 0.01}
-"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (docs/benchmarks.md, "SGLD")."""
+"""Learning rates measured to work on 64x64 denoising with the mean-MSE loss (docs/science.md §3)."""
 
 
 class SGLD(Strategy):
@@ -54,15 +54,18 @@ class SGLD(Strategy):
             parameter, `init` per layer at PyTorch's default initialisation scale (σ_p² = 1/(3·fan_in) for
             conv and linear weights and biases, 1 for BatchNorm's scale and shift; `optim.prior`), or
             None for a flat prior.
-        alpha, eps: the pSGLD preconditioner's averaging constant and damping.
+        alpha: averaging constant of the pSGLD preconditioner (running mean of squared gradients).
+        eps: damping of the pSGLD preconditioner.
         freeze_preconditioner: freeze the pSGLD preconditioner after burn-in (a valid sampler again).
-        weight_decay, noise_std: the paper mode's Adam weight decay and noise std (None: 2·lr).
+        weight_decay: the paper mode's Adam weight decay.
+        noise_std: the paper mode's std of the noise added to conv weights (None: 2·lr).
         burn_in: steps before the first sample.
         thin: steps between samples.
         max_mse_ratio: divergence guard: stop the chain (and drop the sample) once, after burn-in, the MSE
             to the observation exceeds this multiple of σ²; a huge value (1e9) disables it.
         backtracking: DIP's Adam guard (restore the last parameters when the PSNR to the observation drops
             by more than `backtracking_drop_db`); the GP-DIP code ran it with the paper mode.
+        backtracking_drop_db: the PSNR drop (dB) that counts as an instability.
         chains: independent chains per process (each its own initialisation, code and noise stream).
     """
 
@@ -162,7 +165,7 @@ class SGLD(Strategy):
         rhat, ess = split_rhat(count, mean, m2), batch_means_ess(count, mean, m2)
         metrics.update(rhat_median=float(rhat.nanmedian()), rhat_p99=float(rhat.nanquantile(0.99)),
                        rhat_max=float(rhat.nan_to_num(nan=-math.inf).max()), ess_median=float(ess.nanmedian()))
-        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md)
+        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md §4)
             metrics["psnr_posterior_mean"] = float(task.image_metrics(posterior_mean[None])["psnr"])
             calibration = calibration_metrics().to(posterior_mean.device)
             calibration.update(posterior_mean[None], posterior_var[None], task.ground_truth)

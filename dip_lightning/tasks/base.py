@@ -51,7 +51,8 @@ class RestorationTask(L.LightningModule):
     A subclass implements `observe` (clean image -> simulated observation) and, when A is not the
     identity, `forward_operator` (and `observed_mask` for a partial observation). The datamodule gives
     the image (ground truth, or the observation itself when `data.is_observation` is set); the task builds
-    the observation (seeded by `observation_seed`), the network and the fixed input code in `setup`.
+    the observation (seeded by `observation_seed`) in `build_problem`, the networks and the fixed input
+    codes in `build_chains`.
 
     The observation is taken to be clipped to `clip_range` ([0, 1], as every image file is); a subclass
     whose observation is not clipped sets `clip_range = None`. Under the `censored` likelihood the entries
@@ -92,6 +93,7 @@ class RestorationTask(L.LightningModule):
         self.strategy = strategy if strategy is not None else SGD()
         self.net: nn.Module | None = None
         self.register_buffer("ground_truth", None)  # (1, C, *S) once set up, unless only an observation is given
+        self.register_buffer("observation", None)  # (1, C, *S) once the problem is built
         self.likelihood = likelihood  # also here, not only in hparams: a subclass may fix it (Signal1D)
         self.data_range = 1.0  # the span of the values PSNR is computed for: [0, 1] images
 
@@ -177,23 +179,26 @@ class RestorationTask(L.LightningModule):
 
     # ----- set-up --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.net is not None:
-            return
-        data = self.trainer.datamodule
+        if self.observation is None:  # the CLI builds the problem before a run starts
+            self.build_problem(self.trainer.datamodule)
+        if self.net is None:  # the chains need this process's rank and device
+            self.build_chains(self.trainer.global_rank, self.trainer.strategy.root_device)
+
+    def build_problem(self, data: L.LightningDataModule | None) -> None:
+        """Build the problem from the datamodule's image, once: the observation (and ground truth), checked
+        against the network's size rules. The CLI calls it before a run starts (`setup` otherwise), so that
+        bad input (an image too small for the network, a mask of the wrong size) fails before anything is
+        written. The chains (networks, codes, trackers) follow in `build_chains`.
+        """
         if data is None or not hasattr(data, "image"):
             raise InputError("the task needs a datamodule that provides the image (e.g. dip_lightning.data.ImageData)")
-        channels = data.image.shape[0]
-        chains = self.strategy.chains
-        first = self.trainer.global_rank * chains
-        seeds = [chain_seed(first + k) for k in range(chains)]  # this process's chains are first, first + 1, ...
-        nets, streams = [], []
-        with torch.random.fork_rng(devices=[]):  # network initialisers draw from the global stream
-            for seed in seeds:
-                torch.manual_seed(seed)
-                nets.append(self.net_factory(self.hparams.input_channels, channels))
-                streams.append(torch.Generator().set_state(torch.get_rng_state()))  # the chain's stream goes on
-        self.net = stack_chains(nets)
-        multiple = getattr(nets[0], "size_multiple", 1)
+        self.datamodule = data  # the datamodule the problem is built from (tasks read e.g. its crop)
+        with torch.random.fork_rng(devices=[]):  # a network to read the size rules from; the chains build theirs
+            network = self.net_factory(self.hparams.input_channels, data.image.shape[0])
+        multiple = getattr(network, "size_multiple", 1)
+        check_size = getattr(network, "check_size", None)  # a network may refuse sizes it cannot process
+        if check_size is not None:  # before cropping: a side below the network's minimum is refused here
+            check_size(tuple(self.output_size(data.image) if data.is_observation else data.image.shape[1:]))
         if data.is_observation:
             observation = self.fit_to_network(data.image, multiple)
         else:
@@ -202,11 +207,28 @@ class RestorationTask(L.LightningModule):
             observation = self.observe(clean, generator)
             self.register_buffer("ground_truth", clean[None])
         self.register_buffer("observation", observation[None])
-        size = self.output_size(observation)
+        if check_size is not None:  # a task may crop further (super-resolution: to its factor too)
+            check_size(self.output_size(observation))
+        self.strategy.check(self)
+
+    def build_chains(self, rank: int, device: torch.device) -> None:
+        """This process's K chains (`strategy.chains`; process `rank` holds chains rank·K ... rank·K + K − 1):
+        their networks stacked into one (`nets.chains`), codes z, per-step random streams on `device`, and
+        the per-chain trackers."""
+        chains = self.strategy.chains
+        channels = self.observation.shape[1]
+        seeds = [chain_seed(rank * chains + k) for k in range(chains)]
+        nets, streams = [], []
+        with torch.random.fork_rng(devices=[]):  # network initialisers draw from the global stream
+            for seed in seeds:
+                torch.manual_seed(seed)
+                nets.append(self.net_factory(self.hparams.input_channels, channels))
+                streams.append(torch.Generator().set_state(torch.get_rng_state()))  # the chain's stream goes on
+        self.net = stack_chains(nets)
+        size = self.output_size(self.observation[0])
         codes = [torch.rand(self.hparams.input_channels, *size, generator=g) for g in streams]
         self.register_buffer("z", torch.stack(codes) * self.hparams.input_scale)  # (K, C_in, *S)
         # each chain's per-step randomness (input jitter, Langevin noise) on the device, seeded by its stream
-        device = self.trainer.strategy.root_device
         self.generators = [torch.Generator(device).manual_seed(int(torch.randint(2**62, (), generator=g)))
                            for g in streams]
         out_shape = (chains, channels, *size)

@@ -9,7 +9,7 @@ import torch
 
 from ..artifacts import save_image
 from ..errors import InputError
-from ..images import center_crop, crop_to_multiple, load_image
+from ..images import crop_to_multiple, load_image
 from ..strategies.base import Selection
 from .masked import MaskedTask
 
@@ -17,15 +17,17 @@ from .masked import MaskedTask
 class Inpaint(MaskedTask):
     """Fill in missing pixels of a grey or colour image; the loss sees the known pixels only.
 
-    The known pixels are: those of `mask` (an image file, white = known, the image's size) if given,
-    else a Bernoulli draw keeping each pixel with probability 1 - `missing` (seeded by
-    `observation_seed`); a `box` region is missing in either case. An observation given as the image
-    (`data.is_observation`) needs `mask` or `box`. `metrics.json` adds `psnr_missing` (missing pixels only);
-    the run directory gets mask.png.
+    The known pixels are: those of `mask` (an image file, white = known) if given, else a Bernoulli draw
+    keeping each pixel with probability 1 - `missing` (seeded by `observation_seed`); a `box` region is
+    missing in either case. An observation given as the image (`data.is_observation`) needs `mask` or
+    `box`. `metrics.json` adds `psnr_missing` (missing pixels only); its `psnr_observation_input` compares
+    the observation, missing pixels 0 (black), with the ground truth. The run directory gets mask.png.
 
     Args:
         missing: fraction of pixels removed by the Bernoulli draw, in [0, 1).
-        mask: path of a mask image (white = known, black = missing); overrides `missing`.
+        mask: path of a mask image (white = known, black = missing); overrides `missing`. Either of the
+            image's size as fitted (after `data.size` and `data.crop`) or of the image file's, then resized
+            and cropped like the image.
         box: [top, left, height, width] of a missing rectangle, in pixels of the (cropped) image.
         paste_known: copy the known pixels of the observation into the returned output.
         sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers).
@@ -56,8 +58,8 @@ class Inpaint(MaskedTask):
         noise = torch.randn(clean.shape, generator=generator) * self.noise_std
         return (clean + noise).clamp(0, 1) * known
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
+    def build_problem(self, data) -> None:
+        super().build_problem(data)
         if self.mask is None:  # the image is the observation itself: its missing pixels must be given
             if self.hparams.mask is None and self.hparams.box is None:
                 raise InputError("inpainting an observation (data.is_observation=true) needs its missing pixels: "
@@ -90,15 +92,15 @@ class Inpaint(MaskedTask):
         return known
 
     def _load_mask(self, size: tuple[int, int]) -> torch.Tensor:
-        """The mask file as (H, W) bool (white = known); a mask of the uncropped image is cropped alike."""
-        known = load_image(self.hparams.mask).mean(0) > 0.5
-        if tuple(known.shape) == size:
-            return known
-        data = self.trainer.datamodule.hparams
-        crop, source = data.get("crop"), data.get("image")
-        full = tuple(load_image(source).shape[-2:]) if crop is not None and source is not None else None
-        if tuple(known.shape) != full:
-            before_crop = f" ({full[0]}x{full[1]} before data.crop)" if full else ""
-            raise InputError(f"the mask {self.hparams.mask} is {known.shape[0]}x{known.shape[1]} but the image is "
-                             f"{size[0]}x{size[1]}{before_crop}: give a mask of the image's size (white = known)")
-        return center_crop(known[None], crop)[0]
+        """The mask file as (H, W) bool (white = known): of the image's size as fitted, or of the image file's
+        size (then resized and cropped like the image, `data.size` and `data.crop`)."""
+        mask = load_image(self.hparams.mask).mean(0, keepdim=True)
+        if tuple(mask.shape[-2:]) == size:
+            return mask[0] > 0.5
+        data = self.datamodule
+        source = getattr(data, "source_size", None)
+        if tuple(mask.shape[-2:]) != source:
+            before = f" ({source[0]}x{source[1]} in its file)" if source and source != size else ""
+            raise InputError(f"the mask {self.hparams.mask} is {mask.shape[-2]}x{mask.shape[-1]} but the image is "
+                             f"{size[0]}x{size[1]}{before}: give a mask of either size (white = known)")
+        return data.transform(mask)[0] > 0.5

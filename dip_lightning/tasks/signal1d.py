@@ -55,8 +55,8 @@ class Signal1D(MaskedTask):
         noise = torch.randn(clean.shape, generator=generator) * self.noise_std
         return (clean + noise) * known
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
+    def build_problem(self, data) -> None:
+        super().build_problem(data)
         if self.mask is None:  # an observation given: every point of it is observed
             self.set_mask(torch.ones(self.observation.shape[-1], dtype=torch.bool))
         values = self.ground_truth if self.has_ground_truth else self.observation  # the latter all observed

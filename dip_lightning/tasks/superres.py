@@ -70,7 +70,7 @@ class SuperResolution(RestorationTask):
     def fit_to_network(self, image: torch.Tensor, multiple: int) -> torch.Tensor:
         """Ground truth: check it divides by `factor`, then crop to the network's multiple (kept divisible).
         An observation: crop it so that `factor` times its size suits the network."""
-        if self.trainer.datamodule.is_observation:
+        if self.datamodule.is_observation:
             return crop_to_multiple(image, multiple // math.gcd(multiple, self.factor))
         height, width = image.shape[-2:]
         if height % self.factor or width % self.factor:

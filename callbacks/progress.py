@@ -1,0 +1,22 @@
+"""A progress bar over the whole run: steps done out of `trainer.max_steps`, with its time left."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class StepProgressBar(TQDMProgressBar):
+    """TQDM's bar with the run's step count as its total (a run is one endless epoch: see `step_loader`);
+    a stopping rule may end the run before the total."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        max_steps = self.trainer.max_steps
+        return max_steps if max_steps > 0 else super().total_train_batches
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description("steps")
+        self.train_progress_bar.initial = trainer.global_step  # a resumed run starts where it stopped
+        self.train_progress_bar.n = trainer.global_step
