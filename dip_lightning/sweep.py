@@ -1,4 +1,4 @@
-"""`python -m dip_lightning sweep sweeps/X.yaml`: a W&B sweep file run on this machine, no W&B server needed.
+"""`python -m dip_lightning sweep SWEEP.yaml` (e.g. sweeps/width_depth.yaml): a W&B sweep file run on this machine, no W&B server needed.
 
 Expands the file's `grid` or `random` search (seeded) into the command lines a `wandb agent` builds from
 it (`${env} ${interpreter} ${program} ${args}` with `--key=value` arguments, by W&B's own code) and runs

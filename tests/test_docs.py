@@ -16,7 +16,10 @@ LINK = re.compile(r"\]\(([^)#\s]+)")
 CONFIG = re.compile(r"--config[ =]([\w./-]+\.ya?ml)")
 
 
-MARKDOWN_NAMES = {p.name for p in ROOT.glob("*.md")} | {p.name for f in FOLDERS for p in (ROOT / f).rglob("*.md")}
+WRITTEN = {"summary.md", "bench.md"}
+"""Markdown files the `sweep` and `bench` commands write into their output folders, not files of the repository."""
+MARKDOWN_NAMES = ({p.name for p in ROOT.glob("*.md")} | {p.name for f in FOLDERS for p in (ROOT / f).rglob("*.md")}
+                  | WRITTEN)
 
 
 def _texts() -> list[Path]:
