@@ -103,8 +103,8 @@ def test_a_task_a_user_adds_inherits_the_choice_and_a_bad_name_is_refused():
 
 def test_the_step_exposes_the_interior_mse_and_the_langevin_guard_reads_it():
     task = set_up(Denoise(net=tiny_net, reg_noise_std=0.0), ImageData("astronaut", 32))
-    task.trainer.log_every_n_steps, task.trainer.global_step = 10**9, 0  # no logging in this step
-    loss = task.training_step(0, 0)
+    task.trainer = SimpleNamespace(log_every_n_steps=10**9, global_step=0)  # no logging in this step
+    loss = task.training_step(0, 0)["loss"]
     with torch.no_grad():
         prediction = task(task.z)
     interior = task.interior_mask().bool()
@@ -112,11 +112,14 @@ def test_the_step_exposes_the_interior_mse_and_the_langevin_guard_reads_it():
     assert task.mse_interior.shape == (1,)
     expected = (prediction - task.observation).square()[interior].mean()
     assert float(task.mse_interior) == pytest.approx(float(expected), rel=1e-5)
-    guard = LangevinChain(burn_in=0, max_mse_ratio=3.0)
-    module = SimpleNamespace(noise_std=0.1, mse_interior=torch.tensor([0.029]))
-    assert bool(guard.in_band(module, {"loss": torch.tensor(1e9)}))  # the loss itself is not what counts
-    module.mse_interior = torch.tensor([0.031])
-    assert not bool(guard.in_band(module, {"loss": torch.tensor(0.0)}))
+    guard = LangevinChain(burn_in=0, max_mse_ratio=3.0, check_every_n_steps=10**9)
+    module = SimpleNamespace(noise_std=0.1, output=torch.zeros(1, 3, 4, 4), device=torch.device("cpu"))
+    trainer = SimpleNamespace(global_step=1, optimizers=[object()])
+    guard.on_train_start(trainer, module)
+    for step, mse, loss, in_band in ((1, 0.029, 1e9, True), (2, 0.031, 0.0, False)):  # the loss is not what counts
+        trainer.global_step, module.step, module.mse_interior = step, torch.tensor(step), torch.tensor([mse])
+        guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, 0, 0)
+        assert bool(guard.in_band(module, None)) is in_band
 
 
 def test_sgd_runs_under_either_likelihood(capsys, tmp_path):

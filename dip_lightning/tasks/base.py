@@ -216,7 +216,7 @@ class RestorationTask(L.LightningModule):
         their networks stacked into one (`nets.chains`), codes z, per-step random streams on `device`, and
         the per-chain trackers."""
         chains = self.strategy.chains
-        channels = self.observation.shape[1]
+        channels = self.datamodule.image.shape[0]  # the image's channels (an observation may have others)
         seeds = [chain_seed(rank * chains + k) for k in range(chains)]
         nets, streams = [], []
         with torch.random.fork_rng(devices=[]):  # network initialisers draw from the global stream
