@@ -80,6 +80,8 @@ def expand(sweep: dict[str, Any], max_runs: int | None = None, seed: int = 0) ->
     """
     parameters: dict[str, dict] = sweep["parameters"]
     max_runs = max_runs if max_runs is not None else sweep.get("run_cap")
+    if max_runs is not None and max_runs < 1:
+        raise InputError(f"--max-runs (or run_cap) must be at least 1, not {max_runs}")
     if sweep["method"] == "grid":
         axes = {}
         for name, spec in parameters.items():
