@@ -35,10 +35,9 @@ def censored_terms(prediction: torch.Tensor, observation: torch.Tensor, sigma: f
     `observation` (1, C, *S) broadcasts over the leading chain dimension. `sigma` in the data's units."""
     low, high = bounds
     at_low, at_high = clipped_entries(observation, bounds)
+    beyond = torch.where(at_low, low - prediction, prediction - high)  # how far past its bound y's entry may lie
     if sigma > 0:
-        below = -2 * sigma**2 * log_ndtr((low - prediction) / sigma)
-        above = -2 * sigma**2 * log_ndtr((prediction - high) / sigma)
+        censored = -2 * sigma**2 * log_ndtr(beyond / sigma)  # one call for both bounds: log_ndtr is the cost
     else:
-        below, above = (prediction - low).clamp(min=0).square(), (high - prediction).clamp(min=0).square()
-    interior = (prediction - observation).square()
-    return torch.where(at_low, below, torch.where(at_high, above, interior))
+        censored = (-beyond).clamp(min=0).square()
+    return torch.where(at_low | at_high, censored, (prediction - observation).square())

@@ -39,7 +39,8 @@ def psnr_y(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class SuperResolution(RestorationTask):
     """Recover an image `factor` times larger than its low-resolution observation.
 
-    The observation is the ground truth downsampled by `factor`, plus optional noise, clipped to [0, 1];
+    The observation is the ground truth downsampled by `factor` with the forward model itself, plus
+    optional noise, clipped to [0, 1] (DIP's scripts make it with PIL's 8-bit Lanczos-3 resize instead);
     the loss compares the downsampled output with it. Given an observation only (`data.is_observation`),
     the output is `factor` times its size, with no ground truth. `metrics.json` adds `psnr_bicubic`
     (bicubic upsampling of the observation, the baseline), and `psnr_y` / `psnr_y_bicubic` in DIP's
