@@ -53,7 +53,7 @@ def test_every_file_reference_in_docs_configs_and_help_resolves_inside_the_repos
 
 def test_the_reference_check_catches_what_it_should(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("See SCIENCE.md, configs/paper/inpaint_bernoulli50.yaml, [a](missing.md), "
+    page.write_text("See NOTES.md, configs/paper/inpaint_bernoulli50.yaml, [a](missing.md), "
                     "`--config no_such.yaml`; fine: docs/gp.md, configs/denoise.yaml, `<run dir>/config.yaml`.")
-    assert sorted(_broken(page)) == sorted(["SCIENCE.md", "configs/paper/inpaint_bernoulli50.yaml", "missing.md",
+    assert sorted(_broken(page)) == sorted(["NOTES.md", "configs/paper/inpaint_bernoulli50.yaml", "missing.md",
                                             "missing.md", "no_such.yaml"])
