@@ -52,8 +52,8 @@ class SGLD(Strategy):
         tau: temperature factor (sgld, psgld).
         prior_std: std σ_p of the zero-mean Gaussian weight prior (sgld, psgld): a number for every
             parameter, `init` per layer at PyTorch's default initialisation scale (σ_p² = 1/(3·fan_in) for
-            conv and linear weights and biases, 1 for BatchNorm's scale and shift; `optim.prior`), or
-            None for a flat prior.
+            conv and linear weights and biases, 1 for BatchNorm's scale and shift; `optim.prior`; measured
+            worse than 1 on denoising at the default step sizes, docs/benchmarks.md), or None for a flat prior.
         alpha: averaging constant of the pSGLD preconditioner (running mean of squared gradients).
         eps: damping of the pSGLD preconditioner.
         freeze_preconditioner: freeze the pSGLD preconditioner after burn-in (a valid sampler again).
