@@ -310,13 +310,8 @@ class RestorationTask(L.LightningModule):
                      logger=False)
 
     # ----- results -------------------------------------------------------------------------------------
-    @property
-    def total_chains(self) -> int:
-        """The chains of the whole run: this process's K times the number of processes."""
-        return self.strategy.chains * self.trainer.world_size
-
     def gather_chains(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every process's (K, ...) `tensor` stacked over the run's chains, (total_chains, ...), on every
+        """Every process's (K, ...) `tensor` stacked over the run's chains (K x processes, ...), on every
         process (a collective: all processes call it together). The tensor itself with one process."""
         if self.trainer.world_size == 1:
             return tensor
