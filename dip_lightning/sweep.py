@@ -156,6 +156,8 @@ def main(argv: list[str]) -> Path | None:
     parser.add_argument("--out", type=Path, help="sweep directory (default outputs/sweeps/<sweep name>)")
     args = parser.parse_args(own)
     sweep = load_sweep(args.file)
+    if "early_terminate" in sweep:
+        print("notice: early_terminate needs W&B's server to stop runs; offline, every run runs to its end")
     name = sweep_name(sweep, args.file)
     metric = sweep_metric(sweep)
     out = args.out or Path("outputs") / "sweeps" / name
