@@ -8,7 +8,13 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 class StepProgressBar(TQDMProgressBar):
     """TQDM's bar with the run's step count as its total (a run is one endless epoch: see `step_loader`);
-    a stopping rule may end the run before the total."""
+    a stopping rule may end the run before the total. It shows the task's `psnr`, not the logger's
+    version (`v_num`, a W&B run id)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
     @property
     def total_train_batches(self) -> int | float:

@@ -315,10 +315,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"interrupted: the results so far are saved; resume with "
               f"--ckpt_path={stop.run_dir / 'checkpoints' / 'last.ckpt'}\noutputs: {stop.run_dir}")
         sys.exit(INTERRUPTED_STATUS)
-    except jsonargparse.ArgumentError as err:  # a command's own parser (the `fit` parser explains its errors)
-        if verbose:
-            print(err, file=sys.stderr)
-        _fail(explain(str(err)))
     except Exception as err:  # noqa: BLE001  (bad input may arrive wrapped by jsonargparse)
         cause = _input_error(err)
         if cause is None:

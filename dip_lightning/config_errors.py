@@ -78,7 +78,7 @@ def explain(report: str, options: Iterable[str] = ()) -> str:
         given = unrecognized.group(1).split()[0]
         close = _close(given.split("=", 1)[0], options)
         return (f"unknown option {given}" + (f": did you mean {close}?" if close else "")
-                + f"\nsee {PROG} --help for the commands, {PROG} options for a task's or strategy's options")
+                + f"\n{PROG} COMMAND --help lists a command's options, {PROG} options a task's or a strategy's")
     path = re.findall(r'Parser key "([^"]+)"', report)
     unknown = re.findall(r"Option '([^']+)' is not accepted", report)
     if unknown:

@@ -16,8 +16,9 @@ import jsonargparse
 import numpy as np
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from ..calibration import calibration_metrics
 from ..artifacts import new_run_dir, save_image, save_uncertainty, write_metrics
+from ..calibration import calibration_metrics
+from ..errors import InputError
 from ..images import load_image
 from .problem import lanczos_resize, observe
 from .restore import KernelConfig, restore
@@ -92,7 +93,7 @@ def run(image: str = "camera", crop: int | None = None, size: int | None = 64, t
 def parser() -> jsonargparse.ArgumentParser:
     """The `gp` argument parser: --config FILE, --print_config, --key=value overrides."""
     p = jsonargparse.ArgumentParser(prog="python -m dip_lightning gp", description=run.__doc__.splitlines()[0],
-                                    default_meta=False)
+                                    default_meta=False, exit_on_error=False)
     p.add_argument("--config", action=jsonargparse.ActionConfigFile, help="a YAML config (path or name in configs/)")
     p.add_function_arguments(run)
     return p
@@ -101,9 +102,13 @@ def parser() -> jsonargparse.ArgumentParser:
 def main(argv: list[str]) -> Path:
     """Parse `argv` (after `gp`), run, save the resolved config in the run dir, return the run dir."""
     from ..cli import resolve_config_args
+    from ..config_errors import explain
 
     p = parser()
-    config = p.parse_args(resolve_config_args(argv))
+    try:
+        config = p.parse_args(resolve_config_args(argv))
+    except jsonargparse.ArgumentError as err:  # one or two lines, with a near miss (--verbose: the full report)
+        raise InputError(explain(str(err), [flag for action in p._actions for flag in action.option_strings])) from err
     config.pop("config", None)
     run_dir = run(**p.instantiate_classes(config).as_dict())
     p.save(config, run_dir / "config.yaml", skip_none=False)
