@@ -8,12 +8,14 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 class StepProgressBar(TQDMProgressBar):
     """TQDM's bar with the run's step count as its total (a run is one endless epoch: see `step_loader`);
-    a stopping rule may end the run before the total. It shows the task's `psnr`, not the logger's
-    version (`v_num`, a W&B run id)."""
+    a stopping rule may end the run before the total. It shows the task's `psnr` (read from the callback
+    metrics at each refresh: no host sync on the other steps), not the logger's version (`v_num`, a W&B run id)."""
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
+        if "psnr" in trainer.callback_metrics:  # read here, at a refresh: the task logs it for the bar alone
+            metrics["psnr"] = float(trainer.callback_metrics["psnr"])
         return metrics
 
     @property

@@ -308,8 +308,9 @@ class RestorationTask(L.LightningModule):
             metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes logs at
             self.log_dict(metrics, prog_bar=False)
-            self.log("psnr", metrics.get("psnr/ground_truth", metrics["psnr/observation"]), prog_bar=True,
-                     logger=False)
+            # for the progress bar, which reads it at its refreshes (prog_bar=True would make Lightning read it
+            # on the host after every step: a GPU sync per step)
+            self.log("psnr", metrics.get("psnr/ground_truth", metrics["psnr/observation"]), logger=False)
 
     # ----- results -------------------------------------------------------------------------------------
     def gather_chains(self, tensor: torch.Tensor) -> torch.Tensor:

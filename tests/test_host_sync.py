@@ -1,0 +1,53 @@
+"""No host synchronisation inside a training step of any strategy, outside the periodic checks (host_sync.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from host_sync import PERIODIC, SyncCheck
+
+from dip_lightning.tasks import RestorationTask
+
+LOG_EVERY = 50
+PERIODS = sorted({LOG_EVERY, *(p for p in PERIODIC.values() if p)})
+SAMPLE = ("--model.strategy.burn_in=60", "--model.strategy.thin=2", "--model.strategy.max_mse_ratio=1e9")
+STRATEGIES = {
+    "sgd": ("denoise.yaml", "--model.strategy.stopping=wmv", "--model.strategy.window=20"),
+    "psgld": ("sgld_denoise.yaml", *SAMPLE),
+    "sgld": ("sgld_denoise.yaml", "--model.strategy.sampler=sgld", "--model.strategy.lr=3", *SAMPLE),
+    "paper": ("paper/sgld_denoise.yaml", "--data.crop=32", *SAMPLE),
+}
+
+
+def run_checked(capsys, tmp_path, monkeypatch, checker: str, config: str, *args: str, steps: int) -> SyncCheck:
+    """A tiny CLI run of `steps` steps with a SyncCheck among the task's callbacks."""
+    check = SyncCheck(checker, PERIODS)
+    callbacks = RestorationTask.configure_callbacks
+    monkeypatch.setattr(RestorationTask, "configure_callbacks", lambda self: [*callbacks(self), check])
+    device = ["--trainer.accelerator=gpu"] if checker == "cuda" else []
+    _, _, err, code = run_cli(capsys, "fit", "--config", config, *TINY, f"--trainer.max_steps={steps}",
+                              "--trainer.enable_progress_bar=true",
+                              f"--trainer.log_every_n_steps={LOG_EVERY}", f"--trainer.default_root_dir={tmp_path}",
+                              "--trainer.enable_checkpointing=false", *device, *args)
+    assert code == 0, err
+    return check
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_no_host_reads_inside_cpu_steps(capsys, tmp_path, monkeypatch, strategy):
+    """The CPU stand-in: no `.item()`, `bool(t)`, `nonzero`, mask indexing in any step off the periodic checks."""
+    config, *args = STRATEGIES[strategy]
+    check = run_checked(capsys, tmp_path, monkeypatch, "cpu", config, *args, steps=120)
+    assert check.checked > 40
+    assert not check.reads, "\n".join(f"{op} at {where}" for op, where in check.reads[:10])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_no_host_sync_inside_cuda_steps(capsys, tmp_path, monkeypatch, strategy):
+    """`torch.cuda.set_sync_debug_mode("error")` over 300 steps: any sync in a checked step fails the run."""
+    config, *args = STRATEGIES[strategy]
+    check = run_checked(capsys, tmp_path, monkeypatch, "cuda", config, *args, steps=300)
+    assert check.checked > 100
+    torch.cuda.set_sync_debug_mode(0)
