@@ -35,17 +35,28 @@ class ChainConv(nn.Module):
         self.pad = first._reversed_padding_repeated_twice  # F.pad's order, for non-zero padding modes
         self.weight = nn.Parameter(torch.stack([c.weight.detach() for c in convs]))  # (K, O, C/groups, *k)
         self.bias = nn.Parameter(torch.stack([c.bias.detach() for c in convs])) if first.bias is not None else None
+        self.memory_format = torch.contiguous_format
+
+    def use_channels_last(self) -> None:
+        """Run in channels_last (2D only): the weight is laid out so that its (K·O, C, kh, kw) view is
+        channels_last (no copy per step), and the input's (1, K·C, H, W) view is made channels_last (a no-op
+        when the previous layer kept the format; a copy otherwise)."""
+        if self.dim != 2:
+            raise InputError("model.channels_last applies to 2D convolutions; this network is 1D")
+        weight = self.weight.detach()  # (K, O, C, kh, kw) with C innermost in memory
+        self.weight.data = weight.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        self.memory_format = torch.channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chains = self.weight.shape[0]
-        x = x.reshape(1, -1, *x.shape[2:])  # the chains' channels side by side
+        x = x.reshape(1, -1, *x.shape[2:]).contiguous(memory_format=self.memory_format)  # channels side by side
         padding = self.padding
         if self.padding_mode != "zeros":
             x, padding = F.pad(x, self.pad, mode=self.padding_mode), 0
         bias = None if self.bias is None else self.bias.flatten()
-        y = _CONV[self.dim](x, self.weight.flatten(0, 1), bias, self.stride, padding, self.dilation,
-                            self.groups * chains)
-        return y.reshape(chains, self.out_channels, *y.shape[2:])
+        weight = self.weight.flatten(0, 1).contiguous(memory_format=self.memory_format)  # a view when laid out
+        y = _CONV[self.dim](x, weight, bias, self.stride, padding, self.dilation, self.groups * chains)
+        return y.reshape(chains, self.out_channels, *y.shape[2:])  # a view in either format
 
 
 class ChainBatchNorm(nn.Module):
@@ -70,13 +81,37 @@ class ChainBatchNorm(nn.Module):
             self.register_buffer("running_var", stack("running_var"))
         else:
             self.running_mean = self.running_var = None
+        self.memory_format = torch.contiguous_format
+
+    def use_channels_last(self) -> None:
+        """Normalise the input's (1, K·C, H, W) view in channels_last (2D only), like `ChainConv`."""
+        self.memory_format = torch.channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         use_batch_stats = self.training or not self.track_running_stats
         flat = lambda t: None if t is None else t.view(-1)  # noqa: E731  (views: running stats update in place)
-        y = F.batch_norm(x.reshape(1, -1, *x.shape[2:]), flat(self.running_mean), flat(self.running_var),
+        stacked = x.reshape(1, -1, *x.shape[2:]).contiguous(memory_format=self.memory_format)
+        y = F.batch_norm(stacked, flat(self.running_mean), flat(self.running_var),
                          flat(self.weight), flat(self.bias), use_batch_stats, self.momentum, self.eps)
+        if self.memory_format != torch.contiguous_format:
+            y = _GradInFormat.apply(y, self.memory_format)
         return y.reshape(x.shape)
+
+
+class _GradInFormat(torch.autograd.Function):
+    """Identity whose backward lays the gradient out in `memory_format`. CPU batch_norm's backward (torch 2.13)
+    returned wrong input gradients when its gradient came in another memory format than its input (the
+    padding before a channels_last convolution hands back a contiguous one), so a channels_last BatchNorm
+    gets its gradient in its own format."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+        ctx.memory_format = memory_format
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.memory_format), None
 
 
 _STACKED = {nn.Conv1d: ChainConv, nn.Conv2d: ChainConv, nn.BatchNorm1d: ChainBatchNorm, nn.BatchNorm2d: ChainBatchNorm}
@@ -103,6 +138,24 @@ def stack_chains(nets: list[nn.Module]) -> nn.Module:
                              f"Conv1d/2d and BatchNorm1d/2d layers hold weights in a chained network; use "
                              f"model.strategy.chains=1 with this network")
     return ensemble
+
+
+def to_channels_last(ensemble: nn.Module) -> None:
+    """Put a stacked network's 2D convolutions and BatchNorms in channels_last (`use_channels_last`), in place;
+    feed it inputs in `chains_channels_last` layout. InputError for a network with no 2D convolution."""
+    convs = [m for m in ensemble.modules() if isinstance(m, ChainConv)]
+    if not convs:
+        raise InputError("model.channels_last needs a network of 2D convolutions")
+    for conv in convs:
+        conv.use_channels_last()
+    for norm in ensemble.modules():
+        if isinstance(norm, ChainBatchNorm):
+            norm.use_channels_last()
+
+
+def chains_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(K, C, H, W) laid out so that its (1, K·C, H, W) view is channels_last (for one chain: channels_last)."""
+    return x.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
 
 
 def chain_state_dict(ensemble: nn.Module, chain: int) -> dict[str, torch.Tensor]:

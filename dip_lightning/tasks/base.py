@@ -13,11 +13,12 @@ from lightning.pytorch import Callback
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from ..compiled import CompiledForward
 from ..errors import InputError
 from ..images import crop_to_multiple
 from ..nets import SkipNet
 from ..optim import gaussian_like
-from ..nets.chains import stack_chains
+from ..nets.chains import chains_channels_last, stack_chains, to_channels_last
 from ..strategies.base import Selection, Strategy
 from ..tracking import ArgBest
 from .likelihood import censored_terms, clipped_entries
@@ -77,12 +78,23 @@ class RestorationTask(L.LightningModule):
             every entry, the papers' loss). The two agree where the observation is not clipped.
         observation_seed: seed of the simulated observation (noise, masks): the same problem for every run.
         image_every_n_steps: how often the current output is sent to the loggers as an image.
+        channels_last: run the network's 2D convolutions in channels_last memory format (its input too), which
+            GPU tensor cores prefer; off by default: not measured on a GPU yet (docs/benchmarks.md, "GPU").
+        compile: `torch.compile` the network (the first step compiles it, which takes seconds to a minute;
+            where it cannot compile, a one-line warning and the run goes on uncompiled); off by default:
+            not measured on a GPU yet.
+
+    Precision: under `--trainer.precision=bf16-mixed` (or `16-mixed`) Lightning autocasts the step; the task
+    casts the network's output to float32 and computes the loss, the trackers and the metrics in float32
+    with autocast off, so only the network runs in half precision. Weights, gradients, optimizer states,
+    Langevin noise and posterior moments are float32 in every precision.
     """
 
     def __init__(self, net: NetFactory = SkipNet, strategy: Strategy | None = None, sigma: float = 25.0,
                  input_channels: int = 32, input_scale: float = 0.1, reg_noise_std: float = 1 / 30,
                  ema_decay: float = 0.99, likelihood: Literal["gaussian", "censored"] = "censored",
-                 observation_seed: int = 0, image_every_n_steps: int = 250) -> None:
+                 observation_seed: int = 0, image_every_n_steps: int = 250, channels_last: bool = False,
+                 compile: bool = False) -> None:
         if likelihood not in ("gaussian", "censored"):
             raise InputError(f"model.likelihood={likelihood!r}: choose gaussian or censored")
         super().__init__()
@@ -92,6 +104,7 @@ class RestorationTask(L.LightningModule):
         self.net_factory = net
         self.strategy = strategy if strategy is not None else SGD()
         self.net: nn.Module | None = None
+        self.compiled_net: CompiledForward | None = None  # the net's compiled forward (model.compile)
         self.register_buffer("ground_truth", None)  # (1, C, *S) once set up, unless only an observation is given
         self.register_buffer("observation", None)  # (1, C, *S) once the problem is built
         self.likelihood = likelihood  # also here, not only in hparams: a subclass may fix it (Signal1D)
@@ -227,7 +240,12 @@ class RestorationTask(L.LightningModule):
         self.net = stack_chains(nets)
         size = self.output_size(self.observation[0])
         codes = [torch.rand(self.hparams.input_channels, *size, generator=g) for g in streams]
-        self.register_buffer("z", torch.stack(codes) * self.hparams.input_scale)  # (K, C_in, *S)
+        z = torch.stack(codes) * self.hparams.input_scale  # (K, C_in, *S)
+        if self.hparams.channels_last:
+            to_channels_last(self.net)
+            z = chains_channels_last(z)
+        self.register_buffer("z", z)
+        self.compiled_net = CompiledForward(self.net) if self.hparams.compile else None
         # each chain's per-step randomness (input jitter, Langevin noise) on the device, seeded by its stream
         self.generators = [torch.Generator(device).manual_seed(int(torch.randint(2**62, (), generator=g)))
                            for g in streams]
@@ -261,7 +279,8 @@ class RestorationTask(L.LightningModule):
     # ----- the step ------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """The chains' outputs for codes `z` (K, C_in, *S) (the fixed codes by default), shape (K, C, *S)."""
-        return self.net(self.z if z is None else z)
+        net = self.net if self.compiled_net is None else self.compiled_net
+        return net(self.z if z is None else z)
 
     def training_step(self, batch: int, batch_idx: int) -> dict[str, torch.Tensor]:
         """One step of every chain: the loss is the sum of the chains' losses, so chain k's weights get the
