@@ -285,12 +285,13 @@ class RestorationTask(L.LightningModule):
     def training_step(self, batch: int, batch_idx: int) -> dict[str, torch.Tensor]:
         """One step of every chain: the loss is the sum of the chains' losses, so chain k's weights get the
         gradient of its own loss alone; `chain_loss` (K,) is each chain's loss. The network runs in the
-        trainer's precision (autocast under `*-mixed`); its output, the loss and the tracking are float32."""
+        trainer's precision (autocast under `*-mixed`); its output, the loss and the tracking are in the buffers'
+        dtype (float32, or float64 under `64-true`)."""
         z = self.z
         if self.hparams.reg_noise_std > 0:
             z = z + self.hparams.reg_noise_std * gaussian_like([z], self.generators)[0]  # row k: chain k's stream
-        output = self(z).float()
-        with torch.autocast(output.device.type, enabled=False):  # the data term and metrics in float32
+        output = self(z).to(self.output.dtype)  # float32 (float64 under 64-true), whatever autocast made
+        with torch.autocast(output.device.type, enabled=False):  # the data term and metrics in full precision
             chain_loss = self.data_loss(output)
             self._track(output.detach(), chain_loss.detach())
         return {"loss": chain_loss.sum(), "chain_loss": chain_loss.detach()}
