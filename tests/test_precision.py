@@ -68,6 +68,5 @@ def test_samplers_refuse_scaled_gradients_and_half_weights(precision):
     trainer = SimpleNamespace(precision=precision, precision_plugin=SimpleNamespace(scaler=None))
     with pytest.raises(InputError, match=rf"trainer.precision={precision} with sampler=psgld.*use "
                                          r"--trainer.precision=bf16-mixed"):
-        SGLD().check_precision(SimpleNamespace(trainer=trainer))
-    SGLD().check_precision(SimpleNamespace(trainer=SimpleNamespace(precision="bf16-mixed",
-                                                                   precision_plugin=SimpleNamespace())))
+        SGLD().check_precision(trainer)
+    SGLD().check_precision(SimpleNamespace(precision="bf16-mixed", precision_plugin=SimpleNamespace()))

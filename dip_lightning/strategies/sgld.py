@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
+import lightning as L
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
@@ -102,18 +103,19 @@ class SGLD(Strategy):
         """T = tau·2σ²/P: the posterior exp(−P·MSE/(2σ²τ)) in terms of the task's mean-MSE loss."""
         return self.tau * 2 * task.noise_std**2 / task.num_observed
 
-    def check_precision(self, task: RestorationTask) -> None:
+    def check_precision(self, trainer: L.Trainer) -> None:
         """Refuse a precision that a Langevin step cannot take: `16-mixed` (its GradScaler skips every step
         whose scaled gradient overflows, which drops Langevin steps and their noise, and reads a flag on
         the host each step) and half-precision weights (`16-true`, `bf16-true`: the noise, of order
         sqrt(2·lr·T), falls below their rounding)."""
-        precision = str(task.trainer.precision)
-        if precision in ("16-mixed", "16-true", "bf16-true") or getattr(task.trainer.precision_plugin, "scaler", None):
+        precision = str(trainer.precision)
+        if precision in ("16-mixed", "16-true", "bf16-true") or getattr(trainer.precision_plugin, "scaler", None):
             raise InputError(f"trainer.precision={precision} with sampler={self.sampler}: the Langevin step needs "
                              f"float32 weights and unscaled gradients; use --trainer.precision=bf16-mixed")
 
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
-        self.check_precision(task)
+        if getattr(task, "_trainer", None) is not None:  # (an optimizer may be built outside a Trainer)
+            self.check_precision(task.trainer)
         # each chain's noise comes from its own stream (seeded per chain, saved in checkpoints by the task)
         params, generators = task.net.parameters(), task.generators
         jitter = task.hparams.reg_noise_std
