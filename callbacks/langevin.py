@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from dip_lightning.nets.chains import copy_chains
+
 
 class LangevinChain(L.Callback):
     """Runs beside a Langevin optimizer of `dip_lightning.optim`.
@@ -81,12 +83,6 @@ class LangevinChain(L.Callback):
     def _params(pl_module: L.LightningModule) -> list[torch.Tensor]:
         return [p.data for p in pl_module.net.parameters()]  # every parameter is (K, ...)
 
-    @staticmethod
-    def _copy_chains(targets: list[torch.Tensor], sources: list[torch.Tensor], chains: torch.Tensor) -> None:
-        """Row k of every target <- row k of its source, for the chains k in the (K,) bool mask `chains`."""
-        for target, source in zip(targets, sources, strict=True):
-            target.copy_(torch.where(chains.view(-1, *[1] * (target.dim() - 1)), source, target))
-
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if trainer.global_step % self.check_every_n_steps == 0:
@@ -104,21 +100,21 @@ class LangevinChain(L.Callback):
         checking = (step - 1) % self.check_every_n_steps == 0  # this step started at a check: `_step_params`
         if step < self.burn_in:
             if checking:
-                self._copy_chains(self.good_params, self._step_params, ~out_of_band)
+                copy_chains(self.good_params, self._step_params, ~out_of_band)
             return
         optimizer = trainer.optimizers[0]
         if self.freeze_preconditioner and hasattr(optimizer, "freeze_preconditioner") and not optimizer.frozen:
             optimizer.freeze_preconditioner()
         active = self.left_step == 0
         recover = out_of_band & active & (self.recoveries < self.max_recoveries)
-        self._copy_chains(params, self.good_params, recover)
+        copy_chains(params, self.good_params, recover)
         self.step_scale.copy_(torch.where(recover, self.step_scale * self.recovery_step_factor, self.step_scale))
         self.first_recovery_step.copy_(torch.where(recover & (self.recoveries == 0), pl_module.step,
                                                    self.first_recovery_step))
         self.recoveries.add_(recover.long())
         self.left_step.copy_(torch.where(out_of_band & active & ~recover, pl_module.step, self.left_step))
         if checking:
-            self._copy_chains(self.good_params, self._step_params, ~out_of_band & (self.left_step == 0))
+            copy_chains(self.good_params, self._step_params, ~out_of_band & (self.left_step == 0))
         if step % self.check_every_n_steps == 0:
             if trainer.strategy.reduce_boolean_decision(bool((self.left_step > 0).all()), all=True):
                 trainer.should_stop = True  # every process stops together, like the other guards
