@@ -7,6 +7,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from dip_lightning.nets.chains import copy_chains
+
 
 class Backtracking(L.Callback):
     """Restore a chain's last good parameters when its PSNR(A(output), y) falls more than `drop_db` below
@@ -62,9 +64,6 @@ class Backtracking(L.Callback):
         current = pl_module.psnr_observation  # (K,)
         good = current >= self.good_psnr - self.drop_db
         # bad step: params <- good_params; good step: good_params <- the params this step started from
-        for param, good_param, step_param in zip(self._params(pl_module), self.good_params, self.step_params,
-                                                 strict=True):
-            chain_good = good.view(-1, *[1] * (param.dim() - 1))
-            param.copy_(torch.where(chain_good, param, good_param))
-            good_param.copy_(torch.where(chain_good, step_param, good_param))
+        copy_chains(self._params(pl_module), self.good_params, ~good)
+        copy_chains(self.good_params, self.step_params, good)
         self.good_psnr = torch.where(good, current, self.good_psnr)

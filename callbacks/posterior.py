@@ -38,12 +38,16 @@ class PosteriorAverage(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # allocated here, after the task's setup; a checkpoint may have filled `_loaded` already
         chains, *shape = pl_module.output.shape
-        batches, batch_size = batching(max(0, trainer.max_steps - self.burn_in) // self.thin)
+        batches, batch_size = batching(self.planned_samples(trainer.max_steps))
         if self._loaded:  # the batch layout of the run that saved them
             batches, batch_size = self._loaded["count"].shape[1], int(self._loaded["batch_size"])
         self.moments = ChainMoments(chains, batches, batch_size, tuple(shape)).to(pl_module.output)  # its device, dtype
         if self._loaded:
             self.moments.load_state_dict({k: v for k, v in self._loaded.items() if k != "batch_size"})
+
+    def planned_samples(self, max_steps: int) -> int:
+        """Samples per chain of a run of `max_steps` steps that no guard stops."""
+        return max(0, max_steps - self.burn_in) // self.thin
 
     def sample_index(self, global_step: int) -> int | None:
         """The index of the sample taken at the step that brought the trainer to `global_step`, or None."""

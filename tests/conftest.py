@@ -73,3 +73,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class KickChain(L.Callback):
+    """Adds N(0, 1) noise to every parameter of chain `chain` at the start of step `step`: that step's output
+    leaves any band around the observation."""
+
+    def __init__(self, step: int, chain: int = 0) -> None:
+        self.step = step
+        self.chain = chain
+
+    @torch.no_grad()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step + 1 == self.step:
+            for param in pl_module.net.parameters():
+                param[self.chain].add_(torch.randn_like(param[self.chain]))

@@ -41,8 +41,10 @@ def _outputs(run_dir) -> torch.Tensor:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]["output"]
 
 
+# pSGLD at eps 1e-5: on this tiny net at sgld_denoise's eps 1e-4 the chain is chaotic enough that the
+# grouped and the single convolution's float64 rounding (1e-15) grows to 1e-2 by step 60
 STEPS = ["--trainer.max_steps=100", "--model.strategy.burn_in=50", "--model.strategy.thin=5",
-         "--model.strategy.max_mse_ratio=1e9"]
+         "--model.strategy.max_mse_ratio=1e9", "--model.strategy.eps=1e-5"]
 
 
 @pytest.mark.parametrize("config, args, precision, atol", [

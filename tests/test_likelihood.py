@@ -113,8 +113,9 @@ def test_the_step_exposes_the_interior_mse_and_the_langevin_guard_reads_it():
     expected = (prediction - task.observation).square()[interior].mean()
     assert float(task.mse_interior) == pytest.approx(float(expected), rel=1e-5)
     guard = LangevinChain(burn_in=0, max_mse_ratio=3.0, check_every_n_steps=10**9)
-    module = SimpleNamespace(noise_std=0.1, output=torch.zeros(1, 3, 4, 4), device=torch.device("cpu"))
-    trainer = SimpleNamespace(global_step=1, optimizers=[object()])
+    module = SimpleNamespace(noise_std=0.1, output=torch.zeros(1, 3, 4, 4), device=torch.device("cpu"),
+                             net=torch.nn.Module())
+    trainer = SimpleNamespace(global_step=1, optimizers=[SimpleNamespace(param_groups=[])])
     guard.on_train_start(trainer, module)
     for step, mse, loss, in_band in ((1, 0.029, 1e9, True), (2, 0.031, 0.0, False)):  # the loss is not what counts
         trainer.global_step, module.step, module.mse_interior = step, torch.tensor(step), torch.tensor([mse])

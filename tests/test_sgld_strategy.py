@@ -131,10 +131,45 @@ def test_init_prior_is_pytorchs_init_scale_per_layer_by_name_and_holds_weights_t
 
 
 def test_guard_stops_a_chain_that_leaves_the_band(capsys, tmp_path):
-    # no output fits the observation to 0.01 sigma²: every step after burn-in is out of band
+    # no output fits the observation to 0.01 sigma²: every step after burn-in is out of band; the chain is
+    # brought back at steps 5, 6 and 7, then its recoveries are spent
     run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.burn_in=5", "--model.strategy.thin=1",
                                 "--model.strategy.max_mse_ratio=0.01", "--trainer.max_steps=200",
                                 config="sgld_denoise")
-    assert metrics["steps"] == 25 and metrics["chain_left_band_step"] == [5]  # stopped at the first check
+    assert metrics["chain_recoveries"] == [3] and metrics["chain_recovery_step"] == [5]
+    assert metrics["steps"] == 25 and metrics["chain_left_band_step"] == [8]  # stopped at the first check
     assert metrics["samples"] == 0 and "psnr_posterior_mean" not in metrics  # every sample was vetoed
     assert (run_dir / "restored.png").is_file() and not (run_dir / "posterior_std.npy").exists()
+
+
+@pytest.mark.parametrize(("sampler", "lr"), [("psgld", 0.01), ("sgld", 3.0)])
+def test_a_chain_kicked_out_of_the_band_recovers_and_keeps_sampling(capsys, tmp_path, sampler, lr):
+    # chain 1's weights are scrambled at step 50: its output leaves the band, it goes back to its weights of
+    # the last check (step 25) at half its step size, and it samples to the end
+    run_dir, metrics = fit_tiny(capsys, tmp_path, f"--model.strategy.sampler={sampler}", f"--model.strategy.lr={lr}",
+                                "--model.strategy.chains=2",
+                                "--model.strategy.burn_in=30", "--model.strategy.thin=1", "--trainer.max_steps=70",
+                                "--trainer.callbacks+=conftest.KickChain", "--trainer.callbacks.step=50",
+                                "--trainer.callbacks.chain=1", config="sgld_denoise")
+    assert metrics["chain_recoveries"] == [0, 1] and metrics["chain_recovery_step"] == [None, 50]
+    assert "chain_left_band_step" not in metrics
+    assert metrics["samples_planned"] == 80 and metrics["samples"] == 79  # only the kicked step's sample is dropped
+    chain_psnr = metrics["psnr_per_chain"]
+    assert abs(chain_psnr[1] - chain_psnr[0]) < 3, chain_psnr  # the recovered chain's samples are good ones
+
+
+def test_recovery_halves_the_step_of_that_chain_only():
+    # a flat loss: SGLD's step is pure noise of std sqrt(2·lr·T·scale) per chain
+    torch.manual_seed(0)
+    param = torch.zeros(2, 20000, requires_grad=True)
+    sampler = optim.SGLD([param], lr=0.5, temperature=1.0)
+    sampler.param_groups[0]["chain_step_scale"] = torch.tensor([1.0, 0.25])
+    param.grad = torch.zeros_like(param)
+    sampler.step()
+    assert param.detach().std(1).tolist() == pytest.approx([1.0, 0.5], abs=0.02)
+    precond = optim.PSGLD([param], lr=0.5, temperature=1.0, eps=1.0)
+    precond.param_groups[0]["chain_step_scale"] = torch.tensor([1.0, 0.25])
+    with torch.no_grad():
+        param.zero_()
+    precond.step()  # V = 0, G = 1/eps = 1
+    assert param.detach().std(1).tolist() == pytest.approx([1.0, 0.5], abs=0.02)

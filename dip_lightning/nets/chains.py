@@ -21,6 +21,13 @@ from ..errors import InputError
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
 
+def copy_chains(targets: list[torch.Tensor], sources: list[torch.Tensor], chains: torch.Tensor) -> None:
+    """Row k of every target <- row k of its source for the chains k in the (K,) bool mask `chains`, in place
+    and on the device (no host sync); targets and sources are (K, ...) tensors such as stacked parameters."""
+    for target, source in zip(targets, sources, strict=True):
+        target.copy_(torch.where(chains.view(-1, *[1] * (target.dim() - 1)), source, target))
+
+
 class ChainConv(nn.Module):
     """K convolutions of one shape as one grouped convolution. Input (K, C, *S) -> (K, O, *S')."""
 

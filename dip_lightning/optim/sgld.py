@@ -7,6 +7,9 @@ sequence of K generators for parameters that stack K independent chains along th
 (row k of every parameter's noise comes from generator k, so chain k's noise is that of a one-chain run
 with generator k); generators must live on the parameters' device (noise is drawn there, in their dtype).
 Parameters whose ``grad`` is ``None`` are skipped by ``SGLD`` and ``PSGLD``, as in torch optimizers.
+For stacked chains, a param group's ``chain_step_scale`` (a (K,) tensor on the parameters' device, or
+``None``) scales chain k's step size to ``lr·chain_step_scale[k]`` in ``SGLD`` and ``PSGLD``: a smaller
+step for one chain (see ``LangevinChain``'s recovery), with no host sync.
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ def gaussian_like(tensors: list[Tensor], generator: Generators) -> list[Tensor]:
         for n in noise:
             n[k].normal_(generator=chain_generator)
     return noise
+
+
+def _chain_scaled(tensors: list[Tensor], scale: Tensor | None, power: float = 1.0) -> list[Tensor]:
+    """Row k of every tensor times scale[k]**power (the tensors themselves when scale is None)."""
+    if scale is None:
+        return tensors
+    factor = scale if power == 1.0 else scale.pow(power)
+    return torch._foreach_mul(tensors, [factor.view(-1, *[1] * (t.dim() - 1)) for t in tensors])
 
 
 def _check(lr: float, temperature: float, prior_std: float | None) -> None:
@@ -83,7 +94,7 @@ class SGLD(Optimizer):
         generator: Generators = None,
     ) -> None:
         _check(lr, temperature, prior_std)
-        super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std))
+        super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std, chain_step_scale=None))
         self.generator = generator
 
     @torch.no_grad()
@@ -93,9 +104,10 @@ class SGLD(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            lr, temperature = group["lr"], group["temperature"]
-            torch._foreach_add_(params, _drift(params, temperature, group["prior_std"]), alpha=-lr)
-            noise = gaussian_like(params, self.generator)
+            lr, temperature, scale = group["lr"], group["temperature"], group.get("chain_step_scale")
+            torch._foreach_add_(params, _chain_scaled(_drift(params, temperature, group["prior_std"]), scale),
+                                alpha=-lr)
+            noise = _chain_scaled(gaussian_like(params, self.generator), scale, 0.5)
             torch._foreach_add_(params, noise, alpha=math.sqrt(2.0 * lr * temperature))
         return loss
 
@@ -130,7 +142,8 @@ class PSGLD(Optimizer):
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         defaults = dict(
-            lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps, frozen=False
+            lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps, frozen=False,
+            chain_step_scale=None,
         )
         super().__init__(params, defaults)
         self.generator = generator
@@ -176,6 +189,7 @@ class PSGLD(Optimizer):
             torch._foreach_sqrt_(precond)
             torch._foreach_add_(precond, group["eps"])
             torch._foreach_reciprocal_(precond)
+            precond = _chain_scaled(precond, group.get("chain_step_scale"))  # lr·G·scale: a smaller step, same target
 
             torch._foreach_add_(params, torch._foreach_mul(drift, precond), alpha=-lr)
 

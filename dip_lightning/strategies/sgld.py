@@ -62,8 +62,12 @@ class SGLD(Strategy):
         noise_std: the paper mode's std of the noise added to conv weights (None: 2·lr).
         burn_in: steps before the first sample.
         thin: steps between samples.
-        max_mse_ratio: divergence guard: stop the chain (and drop the sample) once, after burn-in, the MSE
-            to the observation exceeds this multiple of σ²; a huge value (1e9) disables it.
+        max_mse_ratio: divergence guard: after burn-in, a step whose MSE to the observation exceeds this
+            multiple of σ² is out of band (its sample is dropped); a huge value (1e9) disables it.
+        max_recoveries: how often a chain that leaves the band goes back to its last in-band parameters and
+            goes on at half its step size (sgld, psgld; `chain_recoveries` and `chain_recovery_step` in
+            metrics.json) before it stops giving samples (`chain_left_band_step`); the paper mode has
+            backtracking instead and stops at once.
         backtracking: DIP's Adam guard (restore the last parameters when the PSNR to the observation drops
             by more than `backtracking_drop_db`); the GP-DIP code ran it with the paper mode.
         backtracking_drop_db: the PSNR drop (dB) that counts as an instability.
@@ -76,7 +80,8 @@ class SGLD(Strategy):
                  tau: float = 1.0, prior_std: float | Literal["init"] | None = 1.0, alpha: float = 0.99,
                  eps: float = 1e-5, freeze_preconditioner: bool = True, weight_decay: float = 5e-8,
                  noise_std: float | None = None, burn_in: int = 1000, thin: int = 10, max_mse_ratio: float = 3.0,
-                 backtracking: bool = False, backtracking_drop_db: float = 5.0, chains: int = 1) -> None:
+                 max_recoveries: int = 3, backtracking: bool = False, backtracking_drop_db: float = 5.0,
+                 chains: int = 1) -> None:
         super().__init__(chains)
         if sampler not in DEFAULT_LR:
             raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {sampler!r}")
@@ -94,6 +99,7 @@ class SGLD(Strategy):
         self.burn_in = burn_in
         self.thin = thin
         self.max_mse_ratio = max_mse_ratio
+        self.max_recoveries = max_recoveries
         self.backtracking = backtracking
         self.backtracking_drop_db = backtracking_drop_db
         self._posterior: PosteriorAverage | None = None
@@ -153,24 +159,33 @@ class SGLD(Strategy):
     def callbacks(self, task: RestorationTask) -> list[Callback]:
         from ..callbacks import Backtracking, LangevinChain, PosteriorAverage
 
-        self._chain = LangevinChain(self.burn_in, self.freeze_preconditioner, self.max_mse_ratio)
+        recoveries = 0 if self.sampler == "paper" else self.max_recoveries  # no step size of its own to reduce
+        self._chain = LangevinChain(self.burn_in, self.freeze_preconditioner, self.max_mse_ratio, recoveries)
         self._posterior = PosteriorAverage(self.burn_in, self.thin, accept=self._chain.in_band)
         backtracking = [Backtracking(self.backtracking_drop_db)] if self.backtracking else []
         return [*backtracking, self._chain, self._posterior]
 
     def select(self, task: RestorationTask, gather: Gather) -> Selection:
-        """The posterior mean pooled over all chains, with its std and the diagnostics; the chains' last
-        outputs averaged (and a warning) if fewer than two samples were taken."""
+        """The posterior mean pooled over all chains, with its std and the diagnostics; with fewer than two
+        samples, the chains' EMA of the outputs averaged (a warning says so)."""
         count, mean, m2 = (gather(t) for t in self._posterior.moments.state())  # (N, B), (N, B, C, *S)
-        left = gather(self._chain.left_step)
-        samples = int(count.sum())
-        metrics: dict[str, Any] = {"sampler": self.sampler, "samples": samples, "chains": len(count)}
+        chain = self._chain
+        left, recoveries = gather(chain.left_step), gather(chain.recoveries)
+        samples, planned = int(count.sum()), len(count) * self._posterior.planned_samples(task.trainer.max_steps)
+        metrics: dict[str, Any] = {"sampler": self.sampler, "samples": samples, "samples_planned": planned,
+                                   "chains": len(count)}
+        if bool((recoveries > 0).any()):
+            metrics["chain_recoveries"] = [int(n) for n in recoveries]
+            metrics["chain_recovery_step"] = [int(step) or None for step in gather(chain.first_recovery_step)]
         if bool((left > 0).any()):
             metrics["chain_left_band_step"] = [int(step) or None for step in left]
+        if samples < 0.95 * planned:
+            rank_zero_warn(f"{samples} of {planned} planned posterior samples (burn_in={self.burn_in}, "
+                           f"thin={self.thin}, {len(count)} chain(s); chain_left_band_step in metrics.json): "
+                           + ("the posterior mean averages those" if samples >= 2 else
+                              "returning the EMA of the outputs, without an uncertainty map"))
         if samples < 2:
-            rank_zero_warn(f"{samples} posterior sample(s) after {int(task.step)} steps (burn_in={self.burn_in}, "
-                           f"thin={self.thin}): returning the last output without an uncertainty map")
-            return Selection(gather(task.output).mean(0), int(task.step), metrics=metrics)
+            return Selection(gather(task.ema).mean(0), int(task.step), metrics=metrics)
         total, posterior_mean, posterior_m2 = pool_moments(*(t.flatten(0, 1) for t in (count, mean, m2)))
         posterior_var = variance(total, posterior_m2)
         _, chain_means, _ = pool_moments(count, mean, m2, dim=1)
