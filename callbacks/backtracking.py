@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from dip_lightning.nets.chains import copy_chains
+from dip_lightning.nets.chains import chain_parameters, copy_chains
 
 
 class Backtracking(L.Callback):
@@ -32,12 +32,9 @@ class Backtracking(L.Callback):
         self.good_psnr: torch.Tensor | None = None
         self._checking = False
 
-    def _params(self, pl_module: L.LightningModule) -> list[torch.Tensor]:
-        return [p.data for p in pl_module.net.parameters()]
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a checkpoint may have restored the last good state already
-        params, device = self._params(pl_module), pl_module.device
+        params, device = chain_parameters(pl_module.net), pl_module.device
         self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
         self.step_params = [p.clone() for p in params]
         chains = params[0].shape[:1]  # every parameter is (K, ...)
@@ -54,7 +51,7 @@ class Backtracking(L.Callback):
                              batch_idx: int) -> None:
         self._checking = trainer.global_step % self.every_n_steps == 0
         if self._checking:
-            torch._foreach_copy_(self.step_params, self._params(pl_module))
+            torch._foreach_copy_(self.step_params, chain_parameters(pl_module.net))
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -64,6 +61,6 @@ class Backtracking(L.Callback):
         current = pl_module.psnr_observation  # (K,)
         good = current >= self.good_psnr - self.drop_db
         # bad step: params <- good_params; good step: good_params <- the params this step started from
-        copy_chains(self._params(pl_module), self.good_params, ~good)
+        copy_chains(chain_parameters(pl_module.net), self.good_params, ~good)
         copy_chains(self.good_params, self.step_params, good)
         self.good_psnr = torch.where(good, current, self.good_psnr)

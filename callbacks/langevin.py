@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from dip_lightning.nets.chains import copy_chains
+from dip_lightning.nets.chains import chain_parameters, copy_chains
 
 
 class LangevinChain(L.Callback):
@@ -59,7 +59,7 @@ class LangevinChain(L.Callback):
         self.first_recovery_step = zeros() if self.first_recovery_step is None else self.first_recovery_step.to(device)
         self.step_scale = (torch.ones(chains, device=device) if self.step_scale is None
                            else self.step_scale.to(device))
-        params = [p.data for p in pl_module.net.parameters()]
+        params = chain_parameters(pl_module.net)
         self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
         self._step_params = [p.clone() for p in params]
         for group in trainer.optimizers[0].param_groups:  # SGLD / PSGLD read chain k's step scale from here
@@ -79,14 +79,10 @@ class LangevinChain(L.Callback):
         """(K,) bool on the device: chain k's output of this step is in band and the chain has not left."""
         return (self.left_step == 0) & self._step_in_band
 
-    @staticmethod
-    def _params(pl_module: L.LightningModule) -> list[torch.Tensor]:
-        return [p.data for p in pl_module.net.parameters()]  # every parameter is (K, ...)
-
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if trainer.global_step % self.check_every_n_steps == 0:
-            torch._foreach_copy_(self._step_params, self._params(pl_module))
+            torch._foreach_copy_(self._step_params, chain_parameters(pl_module.net))
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -96,7 +92,7 @@ class LangevinChain(L.Callback):
         bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
         out_of_band = ~(pl_module.mse_interior <= bound)  # NaN is out of band
         self._step_in_band = ~out_of_band
-        params = self._params(pl_module)  # this step's update is in them already
+        params = chain_parameters(pl_module.net)  # this step's update is in them already
         checking = (step - 1) % self.check_every_n_steps == 0  # this step started at a check: `_step_params`
         if step < self.burn_in:
             if checking:

@@ -21,6 +21,11 @@ from ..errors import InputError
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
 
+def chain_parameters(net: nn.Module) -> list[torch.Tensor]:
+    """The stacked network's parameter tensors, each (K, ...), as plain tensors for in-place updates."""
+    return [p.data for p in net.parameters()]
+
+
 def copy_chains(targets: list[torch.Tensor], sources: list[torch.Tensor], chains: torch.Tensor) -> None:
     """Row k of every target <- row k of its source for the chains k in the (K,) bool mask `chains`, in place
     and on the device (no host sync); targets and sources are (K, ...) tensors such as stacked parameters."""
