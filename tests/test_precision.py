@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import fit_tiny
+from conftest import TINY, fit_tiny, run_cli
 
 from dip_lightning.errors import InputError
 from dip_lightning.strategies import SGLD
@@ -70,6 +70,13 @@ def test_samplers_refuse_scaled_gradients_and_half_weights(precision):
                                          r"--trainer.precision=bf16-mixed"):
         SGLD().check_precision(trainer)
     SGLD().check_precision(SimpleNamespace(precision="bf16-mixed", precision_plugin=SimpleNamespace()))
+
+
+def test_a_run_in_a_precision_the_sampler_cannot_take_is_refused_and_leaves_nothing(capsys, tmp_path):
+    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise.yaml", *TINY,
+                              f"--trainer.default_root_dir={tmp_path}", "--trainer.precision=bf16-true")
+    assert code != 0 and "trainer.precision=bf16-true with sampler=psgld" in err
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("config", ["inpaint.yaml", "deblur.yaml", "superres.yaml", "signal1d.yaml"])

@@ -13,6 +13,8 @@ from lightning.pytorch import Callback
 from ..errors import InputError
 
 if TYPE_CHECKING:
+    import lightning as L
+
     from ..tasks.base import RestorationTask
 
 
@@ -39,7 +41,8 @@ class Selection:
 class Strategy(ABC):
     """Builds the optimizer for a task, contributes the callbacks it needs, and selects the result.
 
-    A task calls `check` once its problem is built, `configure_optimizer` from `configure_optimizers`,
+    A task calls `check` once its problem is built, `check_precision` and `configure_optimizer` from
+    `configure_optimizers`,
     `callbacks` from `configure_callbacks`, and `select` once fitting has ended. Strategies are plain
     objects configured from YAML by class path.
     `chains` independent chains (restarts) run on each process, batched into one network evaluation.
@@ -54,6 +57,9 @@ class Strategy(ABC):
 
     def check(self, task: RestorationTask) -> None:
         """Refuse (InputError) a task this strategy cannot fit; runs before anything is written."""
+
+    def check_precision(self, trainer: L.Trainer) -> None:
+        """Refuse (InputError) a `trainer.precision` this strategy cannot step in; every precision by default."""
 
     @abstractmethod
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:

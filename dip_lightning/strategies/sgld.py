@@ -120,8 +120,6 @@ class SGLD(Strategy):
                              f"float32 weights and unscaled gradients; use --trainer.precision=bf16-mixed")
 
     def configure_optimizer(self, task: RestorationTask) -> torch.optim.Optimizer:
-        if getattr(task, "_trainer", None) is not None:  # (an optimizer may be built outside a Trainer)
-            self.check_precision(task.trainer)
         # each chain's noise comes from its own stream (seeded per chain, saved in checkpoints by the task)
         params, generators = task.net.parameters(), task.generators
         jitter = task.hparams.reg_noise_std

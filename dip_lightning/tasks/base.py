@@ -261,6 +261,7 @@ class RestorationTask(L.LightningModule):
         self.register_buffer("last_finite_step", torch.zeros(chains, dtype=torch.long))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        self.strategy.check_precision(self.trainer)
         return self.strategy.configure_optimizer(self)
 
     def configure_callbacks(self) -> list[Callback]:
