@@ -48,8 +48,11 @@ def variance(count: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
 def split_rhat(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
     """Split-R̂ per entry (*S) from per-chain, per-batch moments: count (M, B), mean / M2 (M, B, *S).
 
-    Batches [0, B/2) and [B/2, B) of each chain are its two halves: 2M sequences. Sequences with fewer than
-    two draws are left out; NaN where fewer than two sequences remain or the within variance is zero.
+    Batches [0, B/2) and [B/2, B) of each chain are its two halves: 2M sequences j of n_j draws, mean m_j and
+    variance s_j². var⁺ = mean_j((n_j − 1)/n_j · s_j²) + Var_j(m_j), R̂ = sqrt(var⁺ / mean_j(s_j²)): with
+    equal n_j the usual (n − 1)/n·W + B/n, with unequal halves (vetoed samples) each half's own count. Sequences
+    with fewer than two draws are left out; NaN where fewer than two sequences remain or the within variance is
+    zero. Well-mixed chains give values on both sides of 1.
     """
     half = count.shape[1] // 2
     halves = [pool_moments(c, m, s, dim=1) for c, m, s in
@@ -59,19 +62,19 @@ def split_rhat(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor) -> tor
     n, means, within = n[used], means[used], variance(n[used], m2s[used])
     if n.numel() < 2:
         return torch.full(mean.shape[2:], math.nan, device=mean.device)
-    draws = n.float().mean()
     w = within.mean(0)
-    between = means.var(0)  # B/n: the variance of the sequence means
-    var_plus = (draws - 1) / draws * w + between
+    var_plus = (_align((n - 1) / n, within) * within).mean(0) + means.var(0)
     return (var_plus / w).sqrt()
 
 
 def batch_means_ess(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
     """Effective sample size per entry (*S) by batch means over all chains: count (M, B), mean / M2 (M, B, *S).
 
-    ESS = a·s²/s_b² with a the number of non-empty batches, s² the variance of all draws pooled (the spread
-    between chains included) and s_b² the variance of the batch means about the pooled mean: chains that
-    disagree have spread-out batch means, which lowers the ESS. Empty batches are left out.
+    A batch of n_i draws has a mean of variance ≈ τ·s²/n_i (τ the integrated autocorrelation time), so
+    τ̂ = Σ_i n_i (m_i − m̄)² / ((a − 1)·s²) over the a non-empty batches and ESS = N/τ̂, with N all draws,
+    s² their variance (pooled over chains: the spread between chains included) and m̄ their mean; chains
+    that disagree have spread-out batch means, which lowers the ESS. Weighting by the counts makes batches
+    of unequal size (a short last batch, vetoed samples) exact; with equal batches it is a·s²/s_b².
     """
     count, mean, m2 = (t.flatten(0, 1) for t in (count, mean, m2))
     total, pooled, pooled_m2 = pool_moments(count, mean, m2)
@@ -79,15 +82,16 @@ def batch_means_ess(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor) -
     batches = int(filled.sum())
     if batches < 2:
         return torch.full(mean.shape[1:], math.nan, device=mean.device)
-    batch_var = (mean[filled] - pooled).square().sum(0) / (batches - 1)
-    return batches * variance(total, pooled_m2) / batch_var
+    spread = (_align(count[filled], mean) * (mean[filled] - pooled).square()).sum(0) / (batches - 1)
+    return total * variance(total, pooled_m2) / spread
 
 
 def batching(planned_samples: int) -> tuple[int, int]:
     """(batches, batch size) for a chain of `planned_samples` draws: an even number of about sqrt(n) batches
-    (the usual batch-means choice), enough to hold every planned draw."""
+    (the usual batch-means choice) of equal size, enough to hold every planned draw."""
     batches = 2 * max(1, math.ceil(math.sqrt(max(planned_samples, 1)) / 2))
-    return batches, max(1, math.ceil(planned_samples / batches))
+    size = max(1, math.ceil(planned_samples / batches))
+    return 2 * math.ceil(math.ceil(max(planned_samples, 1) / size) / 2), size
 
 
 class ChainMoments(nn.Module):
@@ -119,6 +123,27 @@ class ChainMoments(nn.Module):
 
     def state(self) -> State:
         return self.count, self.mean, self.m2
+
+    def replan(self, planned_samples: int) -> None:
+        """Re-plan the batches for a chain of `planned_samples` draws (a resumed run whose `max_steps` changed):
+        groups of g consecutive batches merge into one (g·batch_size draws, g the nearest whole multiple of
+        `batching`'s size), and empty batches are added to hold every planned draw; the samples kept so far
+        stay where they are, and every batch but the last is full."""
+        batches, size = batching(planned_samples)
+        group = max(1, round(size / self.batch_size))
+        count, mean, m2 = self.state()
+        chains, old = count.shape
+        if group > 1:
+            padded = math.ceil(old / group) * group
+            pad = lambda t: torch.cat([t, t.new_zeros(chains, padded - old, *t.shape[2:])], 1)  # noqa: E731
+            grouped = [pad(t).reshape(chains, padded // group, group, *t.shape[2:]) for t in (count, mean, m2)]
+            count, mean, m2 = pool_moments(*grouped, dim=2)
+        new_size = self.batch_size * group
+        needed = 2 * math.ceil(math.ceil(planned_samples / new_size) / 2)
+        extra = max(0, needed - count.shape[1])
+        self.batch_size = new_size
+        self.count, self.mean, self.m2 = (torch.cat([t, t.new_zeros(chains, extra, *t.shape[2:])], 1)
+                                          for t in (count, mean, m2))
 
     def posterior(self) -> State:
         """(count, mean, M2) of all the chains' samples pooled: 0-d, *shape, *shape."""

@@ -96,4 +96,4 @@ def test_one_chain_reports_its_split_halves_diagnostics(capsys, tmp_path):
     _, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.burn_in=10", "--model.strategy.thin=2",
                           "--model.strategy.max_mse_ratio=1e9", config="sgld_denoise")
     assert metrics["chains"] == 1 and metrics["samples"] == 10
-    assert metrics["rhat_max"] >= metrics["rhat_median"] >= 1.0 and metrics["ess_median"] > 0
+    assert metrics["rhat_max"] >= metrics["rhat_median"] > 0.9 and metrics["ess_median"] > 0

@@ -105,3 +105,46 @@ def test_rhat_and_ess_agree_with_arviz():
         x = draws[:, :, j].double().numpy()
         assert float(ours_rhat[j]) == pytest.approx(float(np.asarray(az.rhat(x, method="split"))), abs=2e-3)
         assert float(ours_ess[j]) == pytest.approx(float(np.asarray(az.ess(x, method="mean"))), rel=0.25)
+
+
+def _iid_ess(chains: int, n: int, seed: int, planned_first: int | None = None) -> torch.Tensor:
+    """Batch-means ESS per entry of `chains` chains of n iid N(0, 1) draws (256 entries), laid out in batches
+    planned for n draws, or for `planned_first` draws and then re-planned for n (a resume that runs longer)."""
+    draws = torch.randn(chains, n, 256, generator=torch.Generator().manual_seed(seed))
+    batches, size = batching(planned_first or n)
+    moments = ChainMoments(chains, batches, size, (256,))
+    first = n if planned_first is None else planned_first
+    for i in range(first):
+        moments.update(draws[:, i], i)
+    if planned_first is not None:
+        moments.replan(n)
+        for i in range(first, n):
+            moments.update(draws[:, i], i)
+    count, mean, m2 = moments.state()
+    filled = int((count[0] > 0).sum())
+    assert int(count.sum()) == chains * n and bool((count[:, :filled - 1] == moments.batch_size).all())  # equal
+    return batch_means_ess(count, mean, m2)
+
+
+@pytest.mark.parametrize("chains, planned_first", [(1, None), (4, None), (1, 200), (4, 300)],
+                         ids=["1chain", "4chains", "1chain-resumed", "4chains-resumed"])
+def test_iid_draws_have_an_ess_within_10_percent_of_their_count(chains, planned_first):
+    """n = 800 iid draws per chain: the median ESS over 256 entries is n·chains within 10%. Spread of the median
+    over seeds 0-9 (measured): 1 chain 0.98-1.05 (30 batches; the 1/χ² of few batches biases it up ~2%),
+    4 chains 0.99-1.01; re-planned from 200 (1 chain) 0.99-1.05, from 300 (4 chains) 0.99-1.02."""
+    ess = _iid_ess(chains, 800, seed=chains + (planned_first or 0), planned_first=planned_first)
+    assert abs(float(ess.median()) / (800 * chains) - 1) <= 0.10
+
+
+def test_rhat_of_unequal_halves_uses_their_own_counts():
+    # one chain whose second half lost most of its draws (vetoed samples): R̂ stays near 1 for iid draws, and
+    # equals the equal-count formula when nothing is lost
+    draws = torch.randn(2, 400, 8, generator=torch.Generator().manual_seed(3))
+    keep = torch.ones(2, 400, dtype=torch.bool)
+    keep[1, 250:] = False
+    rhat = split_rhat(*_moments(draws, batches=20, keep=keep).state())
+    assert float((rhat - 1).abs().max()) < 0.05
+    full = split_rhat(*_moments(draws, batches=20).state())
+    halves = draws.reshape(2, 2, 200, 8).flatten(0, 1)
+    within, between = halves.var(1).mean(0), halves.mean(1).var(0)
+    torch.testing.assert_close(full, ((199 / 200) * within + between).div(within).sqrt())
