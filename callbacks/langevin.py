@@ -1,4 +1,4 @@
-"""Steering a Langevin chain: preconditioner freeze after burn-in, divergence guard with recovery."""
+"""Steering a Langevin chain: its samples, the end of its burn-in, its diagnostics and its divergence guard."""
 
 from __future__ import annotations
 
@@ -9,26 +9,34 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from dip_lightning.nets.chains import chain_parameters, copy_chains
+from dip_lightning.optim.sgld import Langevin
 
 
 class LangevinChain(L.Callback):
-    """Runs beside a Langevin optimizer of `dip_lightning.optim`.
+    """Runs beside a sampler of `dip_lightning.optim` (K chains, tensors (K,) on the device).
 
-    - After `burn_in` steps it freezes a PSGLD preconditioner (when `freeze_preconditioner`), which
-      removes the bias of the omitted correction term; the flag travels in the optimizer's state.
-    - Divergence guard, per chain: after burn-in, a step whose MSE to the observation over its uncensored
-      entries (the task's `mse_interior`, (K,)) exceeds `max_mse_ratio`·sigma² is out of band (a posterior
-      sample fits those entries to about sigma²). `max_mse_ratio=inf` disables the guard.
-    - Recovery: every `check_every_n_steps` steps each chain that is in band has its parameters saved. A
-      chain that leaves the band goes back to its last saved parameters and goes on with its step size
-      times `recovery_step_factor` (the optimizer's `chain_step_scale`: a smaller step targets the same
-      posterior, with less discretisation error), at most `max_recoveries` times; `recoveries` (K,) counts
-      them and `first_recovery_step` (K,) says from which step (0: never). Once its recoveries are spent, a
-      chain that leaves the band gives no more samples (`in_band`), and `left_step` (K,) records when
-      (0: never).
-    - The run stops at the first check (one host sync every `check_every_n_steps`) at which every chain
-      of every process has left. Everything else is tensor arithmetic on the device.
+    - Samples: chain k's state after a step is the point its optimizer accepted: unadjusted, the point
+      evaluated in that step; Metropolis-adjusted, that point if accepted, else the previous state, whose
+      output then counts again. `sample(task)` gives the states' outputs (K, C, *S) and which to keep.
+    - Burn-in: after `burn_in` steps a PSGLD preconditioner is frozen (when `freeze_preconditioner`); the
+      optimizer ends its step-size adaptation itself.
+    - Diagnostics after burn-in, per chain (`diagnostics`): the mean MSE of the state's output to the
+      observation over the uncensored entries, over σ² (`mse_observation_ratio`, near 1 for a chain that
+      samples the posterior; 2-3 marks one hotter than its target); the mean Metropolis-Hastings
+      acceptance probability of its moves (`mh_accept_prob`; for an unadjusted chain a gauge of its
+      discretisation bias: near 1 accurate, near 0 far off); Metropolis-adjusted, the fraction of
+      proposals accepted (`acceptance_rate`); the step size (`step_size`, in units of lr); samples taken
+      after a recovery (`samples_after_recovery`). Curves `mcmc/*` go to the loggers.
+    - Guard (a truncation of the target, not part of it): after burn-in a state whose MSE to the
+      observation over its uncensored entries exceeds `max_mse_ratio`·σ² is out of band and gives no
+      sample. Every `check_every_n_steps` steps (one host sync) a chain that left the band since the last
+      check goes back to its last in-band state saved at a check and goes on at `recovery_step_factor`
+      times its step size (a smaller step: less discretisation error, so a different stationary law for
+      an unadjusted chain), at most `max_recoveries` times; a chain with no in-band state saved, or none
+      left to spend, has left (`left_step`, 0: never) and gives no more samples. A Metropolis-adjusted
+      chain rejects proposals that jump out of the band, so it needs the guard only for numerical
+      blow-ups. The run stops at the first check at which every chain of every process has left.
+      `max_mse_ratio=inf` disables the guard.
     """
 
     def __init__(self, burn_in: int, freeze_preconditioner: bool = True, max_mse_ratio: float = 3.0,
@@ -42,78 +50,143 @@ class LangevinChain(L.Callback):
         self.max_recoveries = max_recoveries
         self.recovery_step_factor = recovery_step_factor
         self.check_every_n_steps = check_every_n_steps
-        self.left_step: torch.Tensor | None = None
-        self.recoveries: torch.Tensor | None = None
-        self.first_recovery_step: torch.Tensor | None = None
-        self.step_scale: torch.Tensor | None = None
-        self.good_params: list[torch.Tensor] = []  # each chain's last parameters that gave an in-band output
-        self._step_params: list[torch.Tensor] = []  # the parameters a checked step started from
-        self._step_in_band: torch.Tensor | None = None
+        self.state: dict[str, torch.Tensor] = {}  # per-chain trackers (see `on_train_start`), in checkpoints
+        self.good_state: torch.Tensor | None = None  # (K, D) each chain's last in-band state saved at a check
+        self._sample_output: torch.Tensor | None = None
+        self._sample_mse: torch.Tensor | None = None
 
+    # ----- state -----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # a checkpoint may have restored the state already
         chains, device = pl_module.output.shape[0], pl_module.device
-        zeros = lambda: torch.zeros(chains, dtype=torch.long, device=device)  # noqa: E731
-        self.left_step = zeros() if self.left_step is None else self.left_step.to(device)
-        self.recoveries = zeros() if self.recoveries is None else self.recoveries.to(device)
-        self.first_recovery_step = zeros() if self.first_recovery_step is None else self.first_recovery_step.to(device)
-        self.step_scale = (torch.ones(chains, device=device) if self.step_scale is None
-                           else self.step_scale.to(device))
-        params = chain_parameters(pl_module.net)
-        self.good_params = [g.to(device) for g in self.good_params] or [p.clone() for p in params]
-        self._step_params = [p.clone() for p in params]
-        for group in trainer.optimizers[0].param_groups:  # SGLD / PSGLD read chain k's step scale from here
-            if "chain_step_scale" in group:
-                group["chain_step_scale"] = self.step_scale
+        long = torch.zeros(chains, dtype=torch.long, device=device)
+        fresh = {"left_step": long, "recoveries": long, "first_recovery_step": long,
+                 "samples_after_recovery": long, "has_good": long.bool(), "pending": long.bool(),
+                 "post_steps": long, "mse_ratio_sum": long.double(), "prob_sum": long.double(),
+                 "prob_count": long, "accepted_sum": long}
+        self.state = {key: self.state[key].to(device) if key in self.state else value.clone()
+                      for key, value in fresh.items()}
+        if self.good_state is not None:
+            self.good_state = self.good_state.to(device)
+        if self._sample_output is None:
+            self._sample_output, self._sample_mse = torch.zeros_like(pl_module.output), long.float()
+        self._sample_output, self._sample_mse = self._sample_output.to(device), self._sample_mse.to(device)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"left_step": self.left_step, "recoveries": self.recoveries,
-                "first_recovery_step": self.first_recovery_step, "step_scale": self.step_scale,
-                "good_params": self.good_params}
+        return {**self.state, "good_state": self.good_state, "sample_output": self._sample_output,
+                "sample_mse": self._sample_mse}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key, value in state_dict.items():
-            setattr(self, key, value)
+        state = dict(state_dict)
+        self.good_state, self._sample_output, self._sample_mse = (state.pop(k) for k in ("good_state", "sample_output",
+                                                                                         "sample_mse"))
+        self.state = state
 
-    def in_band(self, pl_module: L.LightningModule, outputs: Any) -> torch.Tensor:
-        """(K,) bool on the device: chain k's output of this step is in band and the chain has not left."""
-        return (self.left_step == 0) & self._step_in_band
+    # ----- the chain ---------------------------------------------------------------------------------------
+    def sample(self, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chains' current samples (K, C, *S) and which to keep (K,) bool: in band, not left, not waiting
+        for a recovery. Counts the kept samples of recovered chains."""
+        state = self.state
+        keep = (state["left_step"] == 0) & ~state["pending"] & self._in_band()
+        state["samples_after_recovery"] += keep & (state["recoveries"] > 0)
+        return self._sample_output, keep
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        if trainer.global_step % self.check_every_n_steps == 0:
-            torch._foreach_copy_(self._step_params, chain_parameters(pl_module.net))
+    def _in_band(self) -> torch.Tensor:
+        return self._sample_mse <= self.bound  # NaN is out of band
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = trainer.global_step
-        # inf disables the guard even for a noise-free task (sigma = 0), where inf·sigma² would be NaN
-        bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
-        out_of_band = ~(pl_module.mse_interior <= bound)  # NaN is out of band
-        self._step_in_band = ~out_of_band
-        params = chain_parameters(pl_module.net)  # this step's update is in them already
-        checking = (step - 1) % self.check_every_n_steps == 0  # this step started at a check: `_step_params`
-        if step < self.burn_in:
-            if checking:
-                copy_chains(self.good_params, self._step_params, ~out_of_band)
-            return
         optimizer = trainer.optimizers[0]
-        if self.freeze_preconditioner and hasattr(optimizer, "freeze_preconditioner") and not optimizer.frozen:
-            optimizer.freeze_preconditioner()
-        active = self.left_step == 0
-        recover = out_of_band & active & (self.recoveries < self.max_recoveries)
-        copy_chains(params, self.good_params, recover)
-        self.step_scale.copy_(torch.where(recover, self.step_scale * self.recovery_step_factor, self.step_scale))
-        self.first_recovery_step.copy_(torch.where(recover & (self.recoveries == 0), pl_module.step,
-                                                   self.first_recovery_step))
-        self.recoveries.add_(recover.long())
-        self.left_step.copy_(torch.where(out_of_band & active & ~recover, pl_module.step, self.left_step))
-        if checking:
-            copy_chains(self.good_params, self._step_params, ~out_of_band & (self.left_step == 0))
-        if step % self.check_every_n_steps == 0:
-            if trainer.strategy.reduce_boolean_decision(bool((self.left_step > 0).all()), all=True):
+        langevin = isinstance(optimizer, Langevin)
+        step, state = trainer.global_step, self.state
+        self.bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
+        if langevin and optimizer.metropolis:
+            accepted = optimizer.accepted
+            self._sample_output = torch.where(accepted.view(-1, *[1] * (pl_module.output.dim() - 1)),
+                                              pl_module.output, self._sample_output)
+            self._sample_mse = torch.where(accepted, pl_module.mse_interior, self._sample_mse)
+        else:
+            self._sample_output, self._sample_mse = pl_module.output, pl_module.mse_interior
+        checking = step % self.check_every_n_steps == 0
+        can_recover = langevin and self.max_recoveries > 0 and not math.isinf(self.max_mse_ratio)
+        if step >= self.burn_in:
+            if step == self.burn_in and self.freeze_preconditioner and hasattr(optimizer, "freeze_preconditioner"):
+                optimizer.freeze_preconditioner()
+            self._record(pl_module, optimizer if langevin else None)
+            self._guard(step, can_recover)
+            if checking and can_recover:
+                self._recover(optimizer, step)
+        if checking and can_recover:  # save each chain's state while it is in band
+            good = self._in_band() & (state["left_step"] == 0) & ~state["pending"]
+            point = optimizer.state_point()
+            self.good_state = point.clone() if self.good_state is None else torch.where(good[:, None], point,
+                                                                                          self.good_state)
+            state["has_good"] |= good
+        if step > self.burn_in and checking:
+            if trainer.strategy.reduce_boolean_decision(bool((state["left_step"] > 0).all()), all=True):
                 trainer.should_stop = True  # every process stops together, like the other guards
                 rank_zero_warn(f"every Langevin chain left the band MSE(observation) <= {self.max_mse_ratio} "
                                f"sigma² by step {step} and the run was stopped (diverged, or sigma is smaller "
                                f"than the real noise); the posterior keeps the samples taken before")
+        if step % trainer.log_every_n_steps == 0:
+            self._log(pl_module, optimizer if langevin else None)
+
+    def _record(self, pl_module: L.LightningModule, optimizer: Langevin | None) -> None:
+        """Accumulate the diagnostics of this post-burn-in step for the chains that have not left."""
+        state = self.state
+        active = state["left_step"] == 0
+        ratio = self._sample_mse.double() / pl_module.noise_std**2
+        counted = active & ratio.isfinite()
+        state["mse_ratio_sum"] += torch.where(counted, ratio, 0.0)
+        state["post_steps"] += counted
+        if optimizer is not None:
+            prob = optimizer.accept_prob
+            valid = active & ~prob.isnan()
+            state["prob_sum"] += torch.where(valid, prob.double(), 0.0)
+            state["prob_count"] += valid
+            state["accepted_sum"] += valid & optimizer.accepted
+
+    def _guard(self, step: int, can_recover: bool) -> None:
+        """Out of band: a chain that can recover waits for the next check; one that cannot has left."""
+        state = self.state
+        out = ~self._in_band() & (state["left_step"] == 0)
+        recoverable = (state["has_good"] & (state["recoveries"] < self.max_recoveries)) if can_recover else \
+            torch.zeros_like(out)
+        state["left_step"].copy_(torch.where(out & ~recoverable, step, state["left_step"]))
+        state["pending"] |= out & recoverable
+
+    def _recover(self, optimizer: Langevin, step: int) -> None:
+        """At a check: the chains that left the band since the last one go back to their saved state."""
+        state = self.state
+        recover = state["pending"]
+        if not bool(recover.any()):  # the one host sync of a check (rarely true)
+            return
+        optimizer.restart(recover, self.good_state)
+        optimizer.scale_steps(recover, self.recovery_step_factor)
+        state["first_recovery_step"].copy_(torch.where(recover & (state["recoveries"] == 0), step,
+                                                       state["first_recovery_step"]))
+        state["recoveries"] += recover
+        state["pending"].zero_()
+
+    def _log(self, pl_module: L.LightningModule, optimizer: Langevin | None) -> None:
+        metrics = {"mcmc/mse_ratio": (self._sample_mse / pl_module.noise_std**2).mean()}
+        if optimizer is not None:
+            metrics["mcmc/accept_prob"] = optimizer.accept_prob.nanmean()
+            metrics["mcmc/step_size"] = optimizer.param_groups[0]["lr"] * optimizer.step_scale.mean()
+        pl_module.log_dict(metrics)
+
+    # ----- results -----------------------------------------------------------------------------------------
+    def diagnostics(self, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        """Per-chain figures (K,) after burn-in: see the class docstring; NaN where there is none."""
+        state = self.state
+        steps = state["post_steps"].double()
+        figures = {"mse_ratio_sum": state["mse_ratio_sum"], "post_steps": steps,
+                   "mh_accept_prob": state["prob_sum"] / state["prob_count"].double(),
+                   "samples_after_recovery": state["samples_after_recovery"],
+                   "recoveries": state["recoveries"], "first_recovery_step": state["first_recovery_step"],
+                   "left_step": state["left_step"]}
+        if isinstance(optimizer, Langevin):
+            figures["step_size"] = optimizer.param_groups[0]["lr"] * optimizer.step_scale.double()
+            if optimizer.metropolis:
+                figures["acceptance_rate"] = state["accepted_sum"].double() / state["prob_count"].double()
+        return figures

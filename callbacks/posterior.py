@@ -11,8 +11,8 @@ import torch
 from dip_lightning.moments import ChainMoments, batching
 from dip_lightning.tasks.base import psnr
 
-Accept = Callable[[L.LightningModule, Any], torch.Tensor]
-"""(task, training_step outputs) -> (K,) bool tensor on the device: keep this step's sample of chain k."""
+Sample = Callable[[L.LightningModule], tuple[torch.Tensor, torch.Tensor | None]]
+"""task -> (the chains' samples of this step (K, C, *S), which to keep: (K,) bool on the device, or None: all)."""
 
 
 class PosteriorAverage(L.Callback):
@@ -20,18 +20,19 @@ class PosteriorAverage(L.Callback):
     :class:`~dip_lightning.moments.ChainMoments` (per chain and per batch of consecutive samples, for the
     convergence diagnostics).
 
-    Sample i (from 0) is taken when `trainer.global_step` = burn_in + (i + 1)·thin. `accept` (optional)
-    vetoes a chain's sample on the device (e.g. a chain that left the posterior). With a ground truth, the
+    Sample i (from 0) is taken when `trainer.global_step` = burn_in + (i + 1)·thin. `sample` (optional) gives
+    the samples and may veto a chain's on the device (a Metropolis-adjusted chain's state, a chain that left
+    the band); the task's outputs, all kept, by default. With a ground truth, the
     PSNR of the posterior mean pooled over all chains (of all processes: one all-reduce) is logged as
     `psnr/posterior_mean` at the sample steps where Lightning writes logs. The moments are saved in checkpoints.
     """
 
-    def __init__(self, burn_in: int, thin: int, accept: Accept | None = None) -> None:
+    def __init__(self, burn_in: int, thin: int, sample: Sample | None = None) -> None:
         if burn_in < 0 or thin < 1:
             raise ValueError(f"need burn_in >= 0 and thin >= 1, got burn_in={burn_in}, thin={thin}")
         self.burn_in = burn_in
         self.thin = thin
-        self.accept = accept
+        self.sample = sample
         self.moments: ChainMoments | None = None
         self._loaded: dict[str, torch.Tensor] = {}
 
@@ -44,6 +45,7 @@ class PosteriorAverage(L.Callback):
         self.moments = ChainMoments(chains, batches, batch_size, tuple(shape)).to(pl_module.output)  # its device, dtype
         if self._loaded:
             self.moments.load_state_dict({k: v for k, v in self._loaded.items() if k != "batch_size"})
+            self.moments.replan(self.planned_samples(trainer.max_steps))  # a resume may run longer
 
     def planned_samples(self, max_steps: int) -> int:
         """Samples per chain of a run of `max_steps` steps that no guard stops."""
@@ -61,11 +63,11 @@ class PosteriorAverage(L.Callback):
         index = self.sample_index(trainer.global_step)
         if index is None:
             return
-        keep = None if self.accept is None else self.accept(pl_module, outputs)
-        self.moments.update(pl_module.output, index, keep)
+        output, keep = (pl_module.output, None) if self.sample is None else self.sample(pl_module)
+        self.moments.update(output, index, keep)
         if pl_module.has_ground_truth and trainer.global_step % trainer.log_every_n_steps == 0:
             count, mean, _ = self.moments.posterior()
-            weighted = torch.stack([count, *(count * mean).flatten()])  # summed over processes: one all-reduce
+            weighted = torch.cat([count[None], (count * mean).flatten()])  # summed over processes: one all-reduce
             weighted = trainer.strategy.reduce(weighted, reduce_op="sum")
             mean = (weighted[1:] / weighted[0].clamp(min=1)).reshape(mean.shape)
             pl_module.log("psnr/posterior_mean", psnr(mean[None], pl_module.ground_truth, pl_module.data_range))

@@ -21,9 +21,10 @@ COMPARE = ("--data.size=null", "--model.strategy.stopping=fixed", "--trainer.max
 
 
 def float_dtypes(tree) -> set[torch.dtype]:
-    """The dtypes of every floating tensor in a nested checkpoint structure."""
+    """The dtypes of every floating tensor with more than one entry per chain in a nested checkpoint structure
+    (per-chain scalars, (1,) here: a sampler's energies and diagnostic sums, are float64 on purpose)."""
     if isinstance(tree, torch.Tensor):
-        return {tree.dtype} if tree.is_floating_point() else set()
+        return {tree.dtype} if tree.is_floating_point() and tree.numel() > 1 else set()
     items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else []
     return set().union(*(float_dtypes(item) for item in items))
 

@@ -147,10 +147,14 @@ def _model_and_loss():
 
 
 def _steps(model, opt, loss_fn, n):
-    for _ in range(n):
+    def closure():  # the loss at the point: a Metropolis-adjusted step's energy
         opt.zero_grad()
-        loss_fn(model).backward()
-        opt.step()
+        loss = loss_fn(model)
+        loss.backward()
+        return loss
+
+    for _ in range(n):
+        opt.step(closure)
 
 
 @pytest.mark.parametrize(
@@ -159,8 +163,10 @@ def _steps(model, opt, loss_fn, n):
         lambda p, g: SGLD(p, lr=1e-3, prior_std=1.0, generator=g),
         lambda p, g: PSGLD(p, lr=1e-3, prior_std=1.0, generator=g),
         lambda p, g: PaperSGLD(p, lr=1e-3, generator=g),
+        lambda p, g: SGLD(p, lr=1e-3, prior_std=1.0, generator=g, metropolis=True, adapt_until=6),
+        lambda p, g: PSGLD(p, lr=1e-3, prior_std=1.0, generator=g, metropolis=True, adapt_until=3),
     ],
-    ids=["SGLD", "PSGLD", "PaperSGLD"],
+    ids=["SGLD", "PSGLD", "PaperSGLD", "MALA", "PMALA"],
 )
 def test_state_dict_resume_is_identical(make_opt):
     model, loss_fn = _model_and_loss()
@@ -194,25 +200,17 @@ def test_psgld_freeze_survives_state_dict():
     opt = PSGLD(model.parameters(), lr=1e-3)
     _steps(model, opt, loss_fn, 3)
     opt.freeze_preconditioner()
-    frozen_v = [opt.state[p]["square_avg"].clone() for p in model.parameters()]
+    frozen_v, frozen_g = opt.flat["square_avg"].clone(), opt.preconditioner().clone()
     _steps(model, opt, loss_fn, 3)
-    assert all(
-        torch.equal(opt.state[p]["square_avg"], v)
-        for p, v in zip(model.parameters(), frozen_v, strict=True)
-    )
+    assert torch.equal(opt.flat["square_avg"], frozen_v) and torch.equal(opt.preconditioner(), frozen_g)
 
     opt2 = PSGLD(model.parameters(), lr=1e-3)
     assert not opt2.frozen
     opt2.load_state_dict(opt.state_dict())
     assert opt2.frozen
-    for p, v in zip(model.parameters(), frozen_v, strict=True):
-        assert torch.equal(opt2.state[p]["square_avg"], v)
-        assert opt2.state[p]["step"] == 3
     _steps(model, opt2, loss_fn, 2)
-    assert all(
-        torch.equal(opt2.state[p]["square_avg"], v)
-        for p, v in zip(model.parameters(), frozen_v, strict=True)
-    )
+    assert opt2.flat["v_steps"] == 3
+    assert torch.equal(opt2.flat["square_avg"], frozen_v) and torch.equal(opt2.preconditioner(), frozen_g)
 
 
 def test_psgld_frozen_before_first_step_uses_first_gradient():
@@ -223,9 +221,65 @@ def test_psgld_frozen_before_first_step_uses_first_gradient():
     opt.step()
     theta.grad = torch.full_like(theta, 5.0)
     opt.step()
-    state = opt.state[theta]
-    assert state["step"] == 1
-    assert torch.allclose(state["square_avg"], torch.full_like(theta, 0.1 * 4.0))
+    assert opt.flat["v_steps"] == 1
+    assert torch.allclose(opt.flat["square_avg"], torch.full((1, 10), 0.1 * 4.0))
+
+
+def _chain_moments(make_opt, m, v, temperature, burn_in, n, seed=0):
+    """CHAINS chains (one generator each) of the Gaussian target N(m, v) of `_moments`, the energy given to the
+    optimizer; each chain starts at a draw of the target. Returns (mean over chains of the per-dimension variance ratio − 1,
+    mean acceptance rate, mean step scale), the moments taken over all chains' states after burn-in."""
+    theta = nn.Parameter(m + v.sqrt() * torch.randn(CHAINS, DIMS, generator=torch.Generator().manual_seed(seed)))
+    losses = {}
+    gens = [torch.Generator().manual_seed(1000 * seed + k) for k in range(CHAINS)]
+    opt = make_opt([theta], gens, lambda: losses["loss"])
+    s1, s2, accepted = torch.zeros(CHAINS, DIMS), torch.zeros(CHAINS, DIMS), torch.zeros(CHAINS)
+    for i in range(burn_in + n):
+        current = theta.detach()
+        losses["loss"] = temperature * ((current - m) ** 2 / (2 * v)).sum(1)
+        theta.grad = temperature * (current - m) / v
+        opt.step()
+        if i == burn_in - 1 and isinstance(opt, PSGLD):
+            opt.freeze_preconditioner()
+        if i >= burn_in:
+            state = opt.state_point()
+            s1, s2, accepted = s1 + state, s2 + state**2, accepted + opt.accepted
+    mean = s1.mean(0) / n  # pooled over the chains (a chain's own variance over n correlated draws is low)
+    var = s2.mean(0) / n - mean**2
+    return float((var / v).mean() - 1), float(accepted.mean() / n), float(opt.step_scale.mean())
+
+
+# Gaussian targets where the unadjusted step's variance is off by more than 10% (temperature 0.5, burn-in 800,
+# 1500 steps after it, 32 chains; Metropolis-adjusted: unadjusted until step 800, or until 400 and then adapted
+# until 800, the preconditioner frozen where the adjustment starts). Measured over seeds 0-4: SGLD (variances
+# 0.1-2) unadjusted +15.1% to +15.2%, MALA -0.4% to +0.4% (acceptance 0.22-0.23), adapted -0.4% to +0.1% at
+# acceptance 0.586-0.596; PSGLD (anisotropic: variances 0.01-1, eps 1e-8) unadjusted +12.8% to +12.9%, MALA
+# -0.1% to +0.2% (acceptance 0.39-0.40), adapted -0.1% to +0.04% at acceptance 0.589-0.597. Asserted: the
+# issue's figures (within 3%, acceptance in [0.45, 0.70]), several times the spread. Over 4 decades of
+# variance RMSprop's G ∝ sqrt(v) leaves the widest directions mixing so slowly that 1500 steps estimate their
+# variance a few % off: a mixing figure, not a bias (it shrinks with more steps), so the targets span 1-2.
+TARGETS = {
+    "SGLD": (SGLD, dict(lr=0.15), torch.logspace(math.log10(0.1), math.log10(2.0), DIMS)),
+    "PSGLD": (PSGLD, dict(lr=0.06, eps=1e-8), torch.logspace(-2, 0, DIMS)),
+}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_metropolis_is_exact_where_the_unadjusted_step_is_not(name):
+    cls, kwargs, v = TARGETS[name]
+    m, _ = _target()
+    temperature, burn_in, n = 0.5, 800, 1500
+    runs = {}
+    for label, extra in (("unadjusted", {}), ("metropolis", {"metropolis": True, "warmup_steps": burn_in}),
+                         ("adapted", {"metropolis": True, "warmup_steps": burn_in // 2, "adapt_until": burn_in})):
+        make = lambda p, g, losses, extra=extra: cls(p, temperature=temperature, generator=g,  # noqa: E731
+                                                      chain_losses=losses, **kwargs, **extra)
+        runs[label] = _chain_moments(make, m, v, temperature, burn_in, n)
+        print(name, label, runs[label])
+    assert runs["unadjusted"][0] > 0.10  # the unadjusted chain is too hot
+    assert abs(runs["metropolis"][0]) < 0.03 and abs(runs["adapted"][0]) < 0.03
+    assert 0.45 <= runs["adapted"][1] <= 0.70
+    assert runs["metropolis"][1] < 0.45  # at the unadjusted step size MALA rejects often (0.23, 0.37)
 
 
 @pytest.mark.cuda

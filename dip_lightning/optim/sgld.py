@@ -1,15 +1,27 @@
 """Langevin samplers as ``torch.optim.Optimizer`` subclasses (no Lightning dependency).
 
-``SGLD`` and ``PSGLD`` draw samples from ``p(θ) ∝ exp(−L(θ)/T − ||θ||²/(2σ_p²))`` for the loss ``L``
-whose gradient is in ``p.grad``. ``PaperSGLD`` reproduces the GP-DIP heuristic (Adam + weight noise)
-and is *not* a valid sampler. All three take an optional ``torch.Generator`` for reproducible noise, or a
-sequence of K generators for parameters that stack K independent chains along their first dimension
-(row k of every parameter's noise comes from generator k, so chain k's noise is that of a one-chain run
-with generator k); generators must live on the parameters' device (noise is drawn there, in their dtype).
-Parameters whose ``grad`` is ``None`` are skipped by ``SGLD`` and ``PSGLD``, as in torch optimizers.
-For stacked chains, a param group's ``chain_step_scale`` (a (K,) tensor on the parameters' device, or
-``None``) scales chain k's step size to ``lr·chain_step_scale[k]`` in ``SGLD`` and ``PSGLD``: a smaller
-step for one chain (see ``LangevinChain``'s recovery), with no host sync.
+``SGLD`` and ``PSGLD`` sample ``p(θ) ∝ exp(−E(θ))`` with the energy ``E = L(θ)/T + Σ θ²/(2σ_p²)`` for the
+loss ``L`` whose gradient is in ``p.grad`` (a flat prior when ``prior_std`` is None). ``PaperSGLD``
+reproduces the GP-DIP heuristic (Adam + weight noise) and is *not* a valid sampler.
+
+Chains: each optimizer takes an optional ``torch.Generator`` for reproducible noise, or a sequence of K
+generators for parameters that stack K independent chains along their first dimension (row k of every
+parameter is chain k; its noise comes from generator k, so chain k's noise is that of a one-chain run with
+generator k). Generators live on the parameters' device. ``SGLD`` and ``PSGLD`` keep their per-chain state
+in flat (K, D) buffers (D the parameters per chain), so a step is a few whole-buffer operations.
+
+Metropolis adjustment (``metropolis=True``, MALA; docs/science.md §10): the Langevin step is a proposal,
+accepted per chain with the Metropolis-Hastings ratio of the target, both proposal densities included (the
+preconditioned proposal is not symmetric). The energy at the proposal is the one the next forward and
+backward pass computes, so the decision is taken at the start of the next step: a step costs a copy of the
+parameters, not a second pass. A rejected chain stays where it was (its sample counts again). The
+energy needs each chain's loss: ``chain_losses`` (a callable returning the (K,) losses of the last
+evaluation) or, without it, the closure's return value. Without ``metropolis`` the same ratio is computed
+and not applied (``accept_prob``): a gauge of how far the unadjusted step is from its target. A
+Metropolis-adjusted chain runs unadjusted for its first ``warmup_steps`` steps (from the initialisation to
+the bulk of the posterior: far from it, an energy landscape that steep rejects every useful step), then a
+preconditioner freezes, and from there until step ``adapt_until`` its step size adapts per chain to ``target_accept`` by dual averaging (Hoffman &
+Gelman 2014) and is then frozen; ``step_scale`` (K,) is each chain's step size as a multiple of ``lr``.
 """
 
 from __future__ import annotations
@@ -26,25 +38,27 @@ Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 Closure = Callable[[], Tensor] | None
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
+DUAL_AVERAGING = {"gamma": 0.05, "t0": 10.0, "kappa": 0.75}
+"""Stan's dual-averaging constants (Hoffman & Gelman 2014, §3.2.1)."""
+
+
+def fill_normal_(tensors: list[Tensor], generator: Generators) -> None:
+    """Fill each tensor in place with standard-normal noise; with K generators, row k of every tensor (its
+    chain k) from generator k, chain by chain."""
+    if generator is None or isinstance(generator, torch.Generator):
+        for t in tensors:
+            t.normal_(generator=generator)
+        return
+    for k, chain_generator in enumerate(generator):
+        for t in tensors:
+            t[k].normal_(generator=chain_generator)
+
 
 def gaussian_like(tensors: list[Tensor], generator: Generators) -> list[Tensor]:
-    """Standard-normal noise shaped like each tensor, on its device and in its dtype; with K generators,
-    row k of every tensor (its chain k) is drawn from generator k."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return [torch.empty_like(t).normal_(generator=generator) for t in tensors]
+    """Standard-normal noise shaped like each tensor, on its device and in its dtype (see `fill_normal_`)."""
     noise = [torch.empty_like(t) for t in tensors]
-    for k, chain_generator in enumerate(generator):
-        for n in noise:
-            n[k].normal_(generator=chain_generator)
+    fill_normal_(noise, generator)
     return noise
-
-
-def _chain_scaled(tensors: list[Tensor], scale: Tensor | None, power: float = 1.0) -> list[Tensor]:
-    """Row k of every tensor times scale[k]**power (the tensors themselves when scale is None)."""
-    if scale is None:
-        return tensors
-    factor = scale if power == 1.0 else scale.pow(power)
-    return torch._foreach_mul(tensors, [factor.view(-1, *[1] * (t.dim() - 1)) for t in tensors])
 
 
 def _check(lr: float, temperature: float, prior_std: float | None) -> None:
@@ -63,141 +77,406 @@ def _closure_loss(closure: Closure) -> Tensor | None:
         return closure()
 
 
-def _drift(params: list[Tensor], temperature: float, prior_std: float | None) -> list[Tensor]:
-    """∇L + T·θ/σ_p² (the gradients themselves when the prior is flat; never modified)."""
-    grads = [p.grad for p in params]
-    if prior_std is None:
-        return grads
-    return torch._foreach_add(grads, params, alpha=temperature / prior_std**2)
+class FlatLayout:
+    """Where each parameter's entries of chain k sit in row k of a (K, D) buffer, in parameter order."""
+
+    def __init__(self, params: list[Tensor], chains: int) -> None:
+        if chains > 1 and any(p.dim() == 0 or p.shape[0] != chains for p in params):
+            raise ValueError(f"with {chains} generators every parameter must stack {chains} chains along dim 0")
+        self.params, self.chains = params, chains
+        sizes = [p.numel() // chains for p in params]
+        self.bounds = [(sum(sizes[:i]), sum(sizes[:i + 1])) for i in range(len(sizes))]
+        self.size = sum(sizes)
+
+    def zeros(self, dtype: torch.dtype | None = None) -> Tensor:
+        first = self.params[0]
+        return torch.zeros(self.chains, self.size, dtype=dtype or first.dtype, device=first.device)
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        """Parameter-shaped views of a (K, D) buffer (writing a view writes the buffer)."""
+        return [flat[:, a:b].view(p.shape) for p, (a, b) in zip(self.params, self.bounds, strict=True)]
+
+    def per_entry(self, values: list[float]) -> Tensor:
+        """A (D,) vector holding one value per parameter over its entries."""
+        return torch.cat([torch.full((b - a,), v, dtype=self.params[0].dtype, device=self.params[0].device)
+                          for v, (a, b) in zip(values, self.bounds, strict=True)])
 
 
-class SGLD(Optimizer):
-    """Stochastic gradient Langevin dynamics.
+class Langevin(Optimizer):
+    """Euler-Maruyama Langevin dynamics, optionally preconditioned and Metropolis-adjusted.
 
-    Samples ``p(θ) ∝ exp(−L(θ)/T − ||θ||²/(2σ_p²))`` with the step
-    ``θ ← θ − lr·(∇L + T·θ/σ_p²) + sqrt(2·lr·T)·ξ``, ``ξ ~ N(0, I)``
-    (Euler–Maruyama of the Langevin diffusion of the energy ``U = L/T + ||θ||²/(2σ_p²)`` with step
-    ``lr·T``; the discretisation bias of the stationary variance is of order ``lr·T/(2·v)`` for a
-    target variance ``v``, so keep ``lr·T`` small against the target's smallest variance).
+    Step (learning-rate form, ``d = ∇L + T·θ/σ_p²`` the drift, ``G`` the preconditioner, 1 for SGLD):
+    ``θ' = θ − lr·G·d + sqrt(2·lr·T·G)·ξ``; ``lr`` times each chain's ``step_scale``. This is MALA's
+    proposal with ε = 2·lr·T and mass matrix G; its Metropolis-Hastings log ratio per chain is
+    ``E(θ) − E(θ') − ½ Σ c·(c − 2ξ)`` with ``c = sqrt(lr/(2T))·sqrt(G)·(d(θ) + d(θ'))`` (the reverse
+    proposal's residual over the forward one, written without cancellation).
 
-    Mapping to DIP: with ``L`` the mean-MSE over ``P`` observed entries, noise std ``σ`` and
-    ``T = τ·2σ²/P``, ``L/T = Σ r²/(2σ²τ)``: ``τ = 1`` is the Bayes posterior, ``τ < 1`` a cold one.
-    ``prior_std=None`` is a flat prior; ``temperature=0`` is plain gradient descent.
+    After each ``step``: ``accept_prob`` (K,) the MH acceptance probability of the move just decided (NaN
+    where none was: the chain's first step or a `restart`), ``accepted`` (K,) bool which chains moved to the
+    point evaluated in this step (all of them when unadjusted), ``state_point()`` the (K, D) weights of each
+    chain's current state (the point whose output is its sample).
     """
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float,
-        temperature: float = 1.0,
-        prior_std: float | None = None,
-        generator: Generators = None,
-    ) -> None:
-        _check(lr, temperature, prior_std)
-        super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std, chain_step_scale=None))
+    def __init__(self, params: Params, defaults: dict[str, Any], generator: Generators, metropolis: bool,
+                 target_accept: float, warmup_steps: int, adapt_until: int,
+                 chain_losses: Callable[[], Tensor] | None) -> None:
+        _check(defaults["lr"], defaults["temperature"], defaults["prior_std"])
+        if not 0.0 < target_accept < 1.0:
+            raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        super().__init__(params, defaults)
         self.generator = generator
+        self.metropolis = metropolis
+        self.target_accept = target_accept
+        self.warmup_steps = warmup_steps if metropolis else 0
+        self.adapt_until = adapt_until if metropolis else 0
+        self.chain_losses = chain_losses
+        self.chains = 1 if generator is None or isinstance(generator, torch.Generator) else len(generator)
+        self.layout: FlatLayout | None = None
+        self.flat: dict[str, Any] = {"steps": 0}  # the per-chain state (see `_allocate`), in state_dict
+        self._loaded: dict[str, Any] | None = None
+
+    # ----- state -----------------------------------------------------------------------------------------
+    def _allocate(self) -> None:
+        """Flat buffers, at the first step (the parameters with a gradient are known then)."""
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.layout = layout = FlatLayout(params, self.chains)
+        priors = [group["prior_std"] for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.prior_precision: Tensor | float | None = (
+            None if all(s is None for s in priors) else
+            1.0 / priors[0] ** 2 if len(set(priors)) == 1 else
+            layout.per_entry([0.0 if s is None else 1.0 / s**2 for s in priors]))
+        chains, device = self.chains, params[0].device
+        flat = {
+            "steps": 0,
+            "theta": layout.zeros(),  # the point evaluated this step, gathered from the parameters
+            "drift": layout.zeros(),  # its drift
+            "state_drift": layout.zeros(),  # the drift at the state (the pending proposal's start)
+            "noise": layout.zeros(),  # ξ of the pending proposal
+            "proposal": layout.zeros(),  # the next point, copied into the parameters
+            "state_loss": torch.zeros(chains, dtype=torch.float64, device=device),
+            "state_prior": torch.zeros(chains, dtype=torch.float64, device=device),
+            "step_scale": torch.ones(chains, device=device),
+            "proposal_scale": torch.ones(chains, device=device),  # the scale the pending proposal used
+            "fresh": torch.ones(chains, dtype=torch.bool, device=device),  # next decision: accept unconditionally
+            "accept_prob": torch.full((chains,), math.nan, device=device),
+            "accepted": torch.ones(chains, dtype=torch.bool, device=device),
+            "adapting": self.adapt_until > self.warmup_steps,
+            "da_count": 0,
+            "da_h": torch.zeros(chains, device=device),
+            "da_log_mean": torch.zeros(chains, device=device),
+        }
+        if self.metropolis:
+            flat["state_theta"] = layout.zeros()
+        self.flat = {**flat, **self._extra_state(layout)}
+        if self._loaded is not None:
+            self.flat.update({k: v.to(device) if isinstance(v, Tensor) else v for k, v in self._loaded.items()})
+            self._loaded = None
+            self._after_load()
+
+    def _extra_state(self, layout: FlatLayout) -> dict[str, Any]:
+        """Buffers of a subclass (a preconditioner's)."""
+        return {}
+
+    def _start_adjusting(self) -> None:
+        """The Metropolis adjustment begins with this step's decision (a preconditioner must hold still)."""
+
+    def _after_load(self) -> None:
+        """Rebuild what a subclass caches from its loaded state."""
+
+    _SCRATCH = ("theta", "drift", "proposal", "precond", "precond_sqrt")  # rebuilt every step or on load
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        flat = self.flat if self.layout is not None else (self._loaded or {})
+        state["langevin"] = {k: v for k, v in flat.items() if k not in self._SCRATCH}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        loaded = state_dict.pop("langevin", None)
+        super().load_state_dict(state_dict)
+        if loaded is not None:
+            self._loaded = loaded
+            if self.layout is not None:  # already stepping: load now
+                self.layout = None
+                self._allocate()
+
+    # ----- public per-chain controls -----------------------------------------------------------------------
+    @property
+    def step_scale(self) -> Tensor:
+        """(K,) each chain's step size as a multiple of lr (1 until adapted or reduced)."""
+        return self.flat["step_scale"] if self.layout is not None else torch.ones(self.chains)
+
+    @property
+    def accept_prob(self) -> Tensor:
+        return self.flat["accept_prob"]
+
+    @property
+    def accepted(self) -> Tensor:
+        return self.flat["accepted"]
+
+    def state_point(self) -> Tensor:
+        """(K, D) each chain's current state: the point whose output is its sample."""
+        return self.flat["state_theta"] if self.metropolis else self.flat["theta"]
+
+    def scale_steps(self, chains: Tensor, factor: float) -> None:
+        """Multiply the step size of the chains in the (K,) bool mask by `factor` (on the device)."""
+        scale = self.flat["step_scale"]
+        scale.copy_(torch.where(chains, scale * factor, scale))
+
+    def restart(self, chains: Tensor, points: Tensor) -> None:
+        """Put the chains in the (K,) bool mask at `points` (K, D) (their rows), replacing their pending
+        proposal: the next step evaluates them there and takes them as the state without a decision."""
+        params = self.layout.params
+        current = self.layout.zeros()
+        torch._foreach_copy_(self.layout.views(current), params)
+        torch._foreach_copy_(params, self.layout.views(torch.where(chains[:, None], points, current)))
+        self.flat["fresh"] |= chains
+
+    def _end_adaptation(self) -> None:
+        """Each chain keeps its dual-averaged step size from now on."""
+        if self.flat.get("adapting"):
+            self.flat["step_scale"].copy_(self.flat["da_log_mean"].exp())
+            self.flat["adapting"] = False
+
+    # ----- the step --------------------------------------------------------------------------------------
+    def _hyper(self) -> tuple[float, float]:
+        values = {(g["lr"], g["temperature"]) for g in self.param_groups}
+        if len(values) > 1:
+            raise ValueError("SGLD/PSGLD take one lr and one temperature for all parameter groups")
+        return values.pop()
+
+    def _preconditioner(self, drift: Tensor) -> Tensor | None:
+        """G (K, D) for the next proposal (None: the identity), updated with this step's drift unless frozen."""
+        return None
+
+    def _sqrt_preconditioner(self) -> Tensor | None:
+        return None
+
+    def _energy_terms(self, theta: Tensor, loss: Tensor | None) -> tuple[Tensor | None, Tensor]:
+        """((K,) float64 data loss or None, (K,) float64 prior energy Σ θ²/(2σ_p²))."""
+        if loss is not None:
+            loss = loss.detach().to(torch.float64).reshape(self.chains)
+        precision = self.prior_precision
+        if precision is None:
+            return loss, torch.zeros(self.chains, dtype=torch.float64, device=theta.device)
+        squares = theta.square() if isinstance(precision, float) else theta.square() * precision
+        prior = squares.sum(1, dtype=torch.float64) * (0.5 * precision if isinstance(precision, float) else 0.5)
+        return loss, prior
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> Tensor | None:
         loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            lr, temperature, scale = group["lr"], group["temperature"], group.get("chain_step_scale")
-            torch._foreach_add_(params, _chain_scaled(_drift(params, temperature, group["prior_std"]), scale),
-                                alpha=-lr)
-            noise = _chain_scaled(gaussian_like(params, self.generator), scale, 0.5)
-            torch._foreach_add_(params, noise, alpha=math.sqrt(2.0 * lr * temperature))
+        if self.layout is None:
+            self._allocate()
+        lr, temperature = self._hyper()
+        flat, views = self.flat, self.layout.views
+        theta, drift = flat["theta"], flat["drift"]
+        params = self.layout.params
+        torch._foreach_copy_(views(theta), params)
+        torch._foreach_copy_(views(drift), [p.grad for p in params])
+        precision = self.prior_precision
+        if isinstance(precision, float):
+            drift.add_(theta, alpha=temperature * precision)
+        elif precision is not None:
+            drift.addcmul_(precision, theta, value=temperature)
+        if self.metropolis and flat["steps"] == self.warmup_steps:
+            self._start_adjusting()
+        chain_loss = self.chain_losses() if self.chain_losses is not None else loss
+        data, prior = self._energy_terms(theta, chain_loss)
+        self._decide(data, prior, lr, temperature)
+        if flat["adapting"] and flat["steps"] >= self.warmup_steps:
+            self._adapt()
+        base, base_drift = self._state(data, prior)
+        precond = self._preconditioner(drift)
+        self._propose(base, base_drift, precond, lr, temperature)
+        flat["steps"] += 1
         return loss
 
+    def _decide(self, data: Tensor | None, prior: Tensor, lr: float, temperature: float) -> None:
+        """The MH acceptance probability of the move from the state to this step's point, and (adjusted)
+        the per-chain decision."""
+        flat = self.flat
+        fresh = flat["fresh"]
+        if data is None or temperature == 0:  # no energy to compare: nothing to decide
+            flat["accept_prob"].fill_(math.nan)
+            flat["accepted"].fill_(True)
+            return
+        factor = (lr * flat["proposal_scale"] / (2 * temperature)).sqrt()[:, None]
+        c = flat["state_drift"] + flat["drift"]
+        sqrt_precond = self._sqrt_preconditioner()
+        if sqrt_precond is not None:
+            c.mul_(sqrt_precond)
+        c.mul_(factor)
+        log_q = -0.5 * (c * (c - 2 * flat["noise"])).sum(1, dtype=torch.float64)
+        log_ratio = (flat["state_loss"] - data) / temperature + flat["state_prior"] - prior + log_q
+        prob = log_ratio.clamp(max=0).exp().nan_to_num(nan=0.0).float()
+        flat["accept_prob"].copy_(torch.where(fresh, math.nan, prob))
+        if self.metropolis and flat["steps"] >= self.warmup_steps:
+            uniform = self._uniforms(prob)
+            flat["accepted"].copy_(fresh | (uniform < prob))
+        else:
+            flat["accepted"].fill_(True)
 
-class PSGLD(Optimizer):
+    def _uniforms(self, like: Tensor) -> Tensor:
+        """(K,) U(0, 1), chain k's from its own generator."""
+        if self.generator is None or isinstance(self.generator, torch.Generator):
+            return torch.rand(1, generator=self.generator, device=like.device)
+        return torch.cat([torch.rand(1, generator=g, device=like.device) for g in self.generator])
+
+    def _state(self, data: Tensor | None, prior: Tensor) -> tuple[Tensor, Tensor]:
+        """Move the accepted chains' state to this step's point; returns (state weights, state drift)."""
+        flat = self.flat
+        accepted = flat["accepted"]
+        zero = torch.zeros_like(prior)
+        data = zero if data is None else data
+        flat["state_loss"].copy_(torch.where(accepted, data, flat["state_loss"]))
+        flat["state_prior"].copy_(torch.where(accepted, prior, flat["state_prior"]))
+        flat["fresh"].zero_()
+        if not self.metropolis:  # the state is this step's point: swap the drift buffers, no copy
+            flat["state_drift"], flat["drift"] = flat["drift"], flat["state_drift"]
+            return flat["theta"], flat["state_drift"]
+        rows = accepted[:, None]
+        flat["state_theta"].copy_(torch.where(rows, flat["theta"], flat["state_theta"]))
+        flat["state_drift"].copy_(torch.where(rows, flat["drift"], flat["state_drift"]))
+        return flat["state_theta"], flat["state_drift"]
+
+    def _adapt(self) -> None:
+        """One dual-averaging update of each chain's log step size towards `target_accept`."""
+        flat = self.flat
+        prob = flat["accept_prob"]
+        valid = ~prob.isnan()
+        flat["da_count"] += 1
+        m = flat["da_count"]
+        gamma, t0, kappa = DUAL_AVERAGING["gamma"], DUAL_AVERAGING["t0"], DUAL_AVERAGING["kappa"]
+        eta = 1.0 / (m + t0)
+        h = flat["da_h"]
+        h.copy_(torch.where(valid, (1 - eta) * h + eta * (self.target_accept - prob.nan_to_num(0.0)), h))
+        log_scale = math.log(10.0) - math.sqrt(m) / gamma * h
+        weight = m ** (-kappa)
+        flat["da_log_mean"].mul_(1 - weight).add_(weight * log_scale)
+        flat["step_scale"].copy_(log_scale.exp())
+        if flat["steps"] + 1 >= self.adapt_until:
+            self._end_adaptation()
+
+    def _propose(self, base: Tensor, base_drift: Tensor, precond: Tensor | None, lr: float,
+                 temperature: float) -> None:
+        """θ' = base − lr·s·G·d + sqrt(2·lr·T)·sqrt(s·G)·ξ per chain (s its step scale), written into the
+        parameters."""
+        flat = self.flat
+        scale = flat["step_scale"]
+        flat["proposal_scale"].copy_(scale)
+        new, rows = flat["proposal"], scale[:, None]
+        gain = rows if precond is None else precond * rows
+        torch.add(base, base_drift * gain, alpha=-lr, out=new)
+        noise = flat["noise"]
+        fill_normal_(self.layout.views(noise), self.generator)
+        noise_gain = rows.sqrt() if precond is None else gain.sqrt_()  # (never in place on the step scale)
+        new.add_(noise * noise_gain, alpha=math.sqrt(2.0 * lr * temperature))
+        torch._foreach_copy_(self.layout.params, self.layout.views(new))
+
+
+class SGLD(Langevin):
+    """Stochastic gradient Langevin dynamics (optionally Metropolis-adjusted: MALA).
+
+    Samples ``p(θ) ∝ exp(−L(θ)/T − ||θ||²/(2σ_p²))`` with the step
+    ``θ ← θ − lr·(∇L + T·θ/σ_p²) + sqrt(2·lr·T)·ξ``, ``ξ ~ N(0, I)``
+    (Euler–Maruyama of the Langevin diffusion of the energy ``U = L/T + ||θ||²/(2σ_p²)`` with step
+    ``lr·T``; unadjusted, the stationary variance of a target direction of variance ``v`` is off by a
+    factor 1/(1 − lr·T/(2v)), so keep ``lr·T`` small against the target's smallest variance, or set
+    ``metropolis`` to remove the bias at any step size).
+
+    Mapping to DIP: with ``L`` the mean-MSE over ``P`` observed entries, noise std ``σ`` and
+    ``T = τ·2σ²/P``, ``L/T = Σ r²/(2σ²τ)``: ``τ = 1`` is the Bayes posterior, ``τ < 1`` a cold one.
+    ``prior_std=None`` is a flat prior; ``temperature=0`` is plain gradient descent. See :class:`Langevin`
+    for chains, the Metropolis adjustment and the step-size adaptation.
+    """
+
+    def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
+                 generator: Generators = None, metropolis: bool = False, target_accept: float = 0.574,
+                 warmup_steps: int = 0, adapt_until: int = 0,
+                 chain_losses: Callable[[], Tensor] | None = None) -> None:
+        super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std), generator, metropolis,
+                         target_accept, warmup_steps, adapt_until, chain_losses)
+
+
+class PSGLD(Langevin):
     """RMSprop-preconditioned SGLD (Li et al. 2016), same target as :class:`SGLD`.
 
-    ``g = ∇L + T·θ/σ_p²``, ``V ← αV + (1−α)·g²`` (bias-corrected ``V̂ = V/(1−α^t)``),
-    ``G = 1/(sqrt(V̂) + eps)``, ``θ ← θ − lr·G·g + sqrt(2·lr·T·G)·ξ``.
+    ``d = ∇L + T·θ/σ_p²``, ``V ← αV + (1−α)·d²`` (bias-corrected ``V̂ = V/(1−α^t)``),
+    ``G = 1/(sqrt(V̂) + eps)``, ``θ ← θ − lr·G·d + sqrt(2·lr·T·G)·ξ``.
     The preconditioner adapts the step to each weight's curvature, which lets a single ``lr`` serve
     weights of very different scales. ``V`` averages the whole drift, the prior's part included (Li et
     al. average the loss gradient only): a weight the loss does not see (a conv bias before a
     BatchNorm has zero gradient) would otherwise get ``G = 1/eps`` and, under a tight prior, a prior step
     ``lr·G·T/σ_p²`` above 2, which diverges. The Γ correction term (the divergence of ``G``) is omitted, so
     the chain is biased while ``V`` changes; :meth:`freeze_preconditioner` (call it after burn-in)
-    fixes ``G``, which makes the chain a valid sampler again. The ``frozen`` flag lives in each
-    param group and so travels with ``state_dict()``. A parameter with no estimate yet when frozen
-    takes ``V`` from its first gradient.
+    fixes ``G`` (cached from then on), which makes the chain a valid sampler again and is required for
+    the Metropolis adjustment to be exact. The flag travels with ``state_dict()``. Frozen before its first
+    step, ``V`` is taken from the first drift.
     """
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float,
-        temperature: float = 1.0,
-        prior_std: float | None = None,
-        alpha: float = 0.99,
-        eps: float = 1e-5,
-        generator: Generators = None,
-    ) -> None:
-        _check(lr, temperature, prior_std)
+    def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
+                 alpha: float = 0.99, eps: float = 1e-5, generator: Generators = None, metropolis: bool = False,
+                 target_accept: float = 0.574, warmup_steps: int = 0, adapt_until: int = 0,
+                 chain_losses: Callable[[], Tensor] | None = None) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-        defaults = dict(
-            lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps, frozen=False,
-            chain_step_scale=None,
-        )
-        super().__init__(params, defaults)
-        self.generator = generator
+        super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps),
+                         generator, metropolis, target_accept, warmup_steps, adapt_until, chain_losses)
+        self._frozen = False  # before the first step; then in `flat`
+
+    def _extra_state(self, layout: FlatLayout) -> dict[str, Any]:
+        return {"square_avg": layout.zeros(), "precond": layout.zeros(), "precond_sqrt": None,
+                "v_steps": 0, "frozen": self._frozen}
+
+    def _after_load(self) -> None:
+        self.flat["precond"] = self.layout.zeros()
+        self.flat["precond_sqrt"] = None
+        if self.flat["v_steps"]:
+            self._compute_precond()
+
+    def _start_adjusting(self) -> None:
+        self.freeze_preconditioner()  # G stays what the pending proposal used: the ratio is exact from here
 
     def freeze_preconditioner(self) -> None:
-        """Stop updating ``V`` (removes the bias of the omitted Γ term)."""
-        for group in self.param_groups:
-            group["frozen"] = True
+        """Stop updating ``V``: ``G`` stays what the last proposal used (removes the Γ term's bias)."""
+        if self.layout is None:
+            self._frozen = True
+        else:
+            self.flat["frozen"] = True
 
     @property
     def frozen(self) -> bool:
-        """True when every param group's preconditioner is frozen."""
-        return all(group["frozen"] for group in self.param_groups)
+        if self.layout is None:
+            return self._loaded["frozen"] if self._loaded is not None else self._frozen
+        return self.flat["frozen"]
 
-    @torch.no_grad()
-    def step(self, closure: Closure = None) -> Tensor | None:
-        loss = _closure_loss(closure)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            lr, temperature, alpha = group["lr"], group["temperature"], group["alpha"]
-            states = [self.state[p] for p in params]
-            for p, state in zip(params, states, strict=True):
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    def preconditioner(self) -> Tensor:
+        """(K, D) the current G."""
+        return self.flat["precond"]
 
-            drift = _drift(params, temperature, group["prior_std"])
-            update = [i for i, s in enumerate(states) if not group["frozen"] or s["step"] == 0]
-            if update:
-                square_avg = [states[i]["square_avg"] for i in update]
-                grads = [drift[i] for i in update]
-                torch._foreach_mul_(square_avg, alpha)
-                torch._foreach_addcmul_(square_avg, grads, grads, value=1.0 - alpha)
-                for i in update:
-                    states[i]["step"] += 1
+    def _compute_precond(self) -> None:
+        group = self.param_groups[0]
+        flat = self.flat
+        bias = 1.0 - group["alpha"] ** flat["v_steps"]
+        torch.div(flat["square_avg"], bias, out=flat["precond"]).sqrt_().add_(group["eps"]).reciprocal_()
+        flat["precond_sqrt"] = flat["precond"].sqrt() if flat["frozen"] else None
 
-            # G = 1 / (sqrt(V / (1 − α^t)) + eps)
-            precond = torch._foreach_div(
-                [s["square_avg"] for s in states], [1.0 - alpha ** s["step"] for s in states]
-            )
-            torch._foreach_sqrt_(precond)
-            torch._foreach_add_(precond, group["eps"])
-            torch._foreach_reciprocal_(precond)
-            precond = _chain_scaled(precond, group.get("chain_step_scale"))  # lr·G·scale: a smaller step, same target
+    def _preconditioner(self, drift: Tensor) -> Tensor:
+        flat = self.flat
+        if not flat["frozen"] or flat["v_steps"] == 0:
+            alpha = self.param_groups[0]["alpha"]
+            flat["square_avg"].mul_(alpha).addcmul_(drift, drift, value=1.0 - alpha)
+            flat["v_steps"] += 1
+            self._compute_precond()
+        elif flat["frozen"] and flat["precond_sqrt"] is None:
+            flat["precond_sqrt"] = flat["precond"].sqrt()
+        return flat["precond"]
 
-            torch._foreach_add_(params, torch._foreach_mul(drift, precond), alpha=-lr)
-
-            noise = gaussian_like(params, self.generator)
-            torch._foreach_sqrt_(precond)
-            torch._foreach_mul_(noise, precond)
-            torch._foreach_add_(params, noise, alpha=math.sqrt(2.0 * lr * temperature))
-        return loss
+    def _sqrt_preconditioner(self) -> Tensor:
+        flat = self.flat
+        return flat["precond_sqrt"] if flat["precond_sqrt"] is not None else flat["precond"].sqrt()
 
 
 class PaperSGLD(Adam):

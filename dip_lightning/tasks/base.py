@@ -134,16 +134,21 @@ class RestorationTask(L.LightningModule):
         the censored likelihood −2σ² log Φ(·) (see `tasks.likelihood`); over the temperature
         T = τ·2σ²/P it is the negative log-likelihood over τ either way.
         """
-        prediction = self.forward_operator(output)
+        return self.prediction_loss(self.forward_operator(output))
+
+    def prediction_loss(self, prediction: torch.Tensor) -> torch.Tensor:
+        """`data_loss` of predictions A(output) (K, C', *S') already in the observation's space."""
         if self.censoring_bounds is None:
             return self.observed_mean((prediction - self.observation).square())
         return self.observed_mean(censored_terms(prediction, self.observation, self.noise_std, self.censoring_bounds))
 
     def observed_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """(K, C, *S) -> (K,): the sum of each chain's values over the observed entries, divided by P."""
+        """(K, C, *S) -> (K,) float64: the sum of each chain's values over the observed entries, divided by P.
+        Summed in float64: a Metropolis-Hastings ratio compares losses over the temperature, P/(2σ²) times
+        their size, so float32 rounding of the sum would be of order one in the energy for large images."""
         if self.observed_mask is not None:
             values = values * self.observed_mask
-        return values.flatten(1).sum(1) / self.num_observed
+        return values.flatten(1).sum(1, dtype=torch.float64) / self.num_observed
 
     def interior_mask(self) -> torch.Tensor:
         """(1, C, *S) float: 1 at the observed entries the likelihood treats as uncensored."""
@@ -249,6 +254,9 @@ class RestorationTask(L.LightningModule):
         # each chain's per-step randomness (input jitter, Langevin noise) on the device, seeded by its stream
         self.generators = [torch.Generator(device).manual_seed(int(torch.randint(2**62, (), generator=g)))
                            for g in streams]
+        interior = self.interior_mask()  # fixed once the problem is built
+        self.register_buffer("interior", interior, persistent=False)
+        self.interior_count = max(1, int(interior.sum()))
         out_shape = (chains, channels, *size)
         self.register_buffer("output", torch.zeros(out_shape))
         self.register_buffer("ema", torch.zeros(out_shape))
@@ -293,12 +301,14 @@ class RestorationTask(L.LightningModule):
             z = z + self.hparams.reg_noise_std * gaussian_like([z], self.generators)[0]  # row k: chain k's stream
         output = self(z).to(self.output.dtype)  # float32 (float64 under 64-true), whatever autocast made
         with torch.autocast(output.device.type, enabled=False):  # the data term and metrics in full precision
-            chain_loss = self.data_loss(output)
-            self._track(output.detach(), chain_loss.detach())
-        return {"loss": chain_loss.sum(), "chain_loss": chain_loss.detach()}
+            prediction = self.forward_operator(output)
+            chain_loss = self.prediction_loss(prediction)
+            self.chain_loss = chain_loss.detach()  # (K,) float64: a Metropolis-adjusted sampler's energy reads it
+            self._track(output.detach(), prediction.detach(), self.chain_loss)
+        return {"loss": chain_loss.sum(), "chain_loss": self.chain_loss}
 
     @torch.no_grad()
-    def _track(self, output: torch.Tensor, chain_loss: torch.Tensor) -> None:
+    def _track(self, output: torch.Tensor, prediction: torch.Tensor, chain_loss: torch.Tensor) -> None:
         """Update the step's outputs, EMA and best trackers, and log curves (means over chains); tensor ops only.
 
         Sets `psnr_observation` (K,) (PSNR of A(output) against the observation, every entry) and
@@ -314,10 +324,8 @@ class RestorationTask(L.LightningModule):
         self.nonfinite.logical_or_(~finite)
         self.last_finite.copy_(torch.where(per_chain(finite, output), output, self.last_finite))
         self.last_finite_step.copy_(torch.where(finite, self.step, self.last_finite_step))
-        prediction = self.forward_operator(output)
         squared = (prediction - self.observation).square()
-        interior = self.interior_mask()
-        self.mse_interior = (squared * interior).flatten(1).sum(1) / interior.sum().clamp(min=1)
+        self.mse_interior = (squared * self.interior).flatten(1).sum(1) / self.interior_count
         self.psnr_observation = chain_psnr(prediction, self.observation, self.data_range)  # (K,)
         metrics = {"mse/observation": self.observed_mean(squared).mean(), "mse/interior": self.mse_interior.mean(),
                    "psnr/observation": self.psnr_observation.mean()}
