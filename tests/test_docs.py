@@ -16,8 +16,8 @@ LINK = re.compile(r"\]\(([^)#\s]+)")
 CONFIG = re.compile(r"--config[ =]([\w./-]+\.ya?ml)")
 
 
-WRITTEN = {"summary.md", "bench.md"}
-"""Markdown files the `sweep` and `bench` commands write into their output folders, not files of the repository."""
+WRITTEN = {"summary.md", "bench.md", "step_size.md"}
+"""Markdown files the `sweep` and `bench` commands and benchmarks/step_size.py write into their output folders."""
 MARKDOWN_NAMES = ({p.name for p in ROOT.glob("*.md")} | {p.name for f in FOLDERS for p in (ROOT / f).rglob("*.md")}
                   | WRITTEN)
 
