@@ -54,9 +54,14 @@ class SelectedParameters(L.Callback):
 
 
 class PredictiveLog(L.Callback):
-    """Every `every_n_steps` steps (where Lightning also writes logs), `predict` the chains' stochastic passes
-    and log the mean of their pooled std as `std/posterior_mean` and, with a ground truth, the PSNR of their
-    pooled mean as `psnr/posterior_mean` (SGLD's key). Pooled over every process's chains: one all-reduce."""
+    """Every `every_n_steps` steps, `predict` the chains' stochastic passes and log, pooled over every
+    process's chains (one all-reduce), the mean of their std as `std/posterior_mean` and, with a ground
+    truth, the PSNR of their mean as `psnr/posterior_mean` (SGLD's key).
+
+    Sent to the loggers directly (rank 0), at Lightning's step numbering of the metrics logged in the same
+    step: through `LightningModule.log` a value would be written again, stale, at every later log step.
+    One host sync per evaluation.
+    """
 
     def __init__(self, predict: Predict, every_n_steps: int) -> None:
         if every_n_steps < 1:
@@ -67,8 +72,7 @@ class PredictiveLog(L.Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = trainer.global_step
-        if step % self.every_n_steps or step % trainer.log_every_n_steps:
+        if trainer.global_step % self.every_n_steps:
             return
         count, mean, m2 = self.predict(pl_module)
         weight = count.view(-1, *[1] * (mean.dim() - 1))
@@ -77,6 +81,9 @@ class PredictiveLog(L.Callback):
         total, (first, second) = sums[0], sums[1:].view(2, *mean.shape[1:])
         pooled = first / total
         variance = (second - total * pooled.square()).clamp(min=0) / (total - 1).clamp(min=1)
-        pl_module.log("std/posterior_mean", variance.sqrt().mean())
+        metrics = {"std/posterior_mean": float(variance.sqrt().mean())}
         if pl_module.has_ground_truth:
-            pl_module.log("psnr/posterior_mean", psnr(pooled[None], pl_module.ground_truth, pl_module.data_range))
+            metrics["psnr/posterior_mean"] = float(psnr(pooled[None], pl_module.ground_truth, pl_module.data_range))
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step - 1)

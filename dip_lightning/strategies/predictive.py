@@ -39,7 +39,7 @@ class PredictiveStrategy(SGD):
     Args:
         samples: number T of stochastic passes per chain.
         eval_every_n_steps: steps between evaluations during fitting that log `psnr/posterior_mean` (with a
-            ground truth) and `std/posterior_mean` (at steps where Lightning also writes logs); 0: none.
+            ground truth) and `std/posterior_mean` (`callbacks.PredictiveLog`); 0: none.
         optimizer, lr, weight_decay, stopping, window, patience, backtracking, backtracking_drop_db,
             backtracking_every_n_steps, chains: as `SGD` (its `use_ema` does not apply: the image is the mean
             of the passes).
