@@ -16,7 +16,9 @@ from dip_lightning.strategies import MCDropout
 from dip_lightning.tasks import Denoise
 from task_helpers import set_up
 
-MCD = ["--model.strategy=dip_lightning.strategies.MCDropout", "--model.net.dropout=0.3"]
+# denoise.yaml's SGD options (adam, wmv) would carry over to the new strategy class: set them
+MCD = ["--model.strategy=dip_lightning.strategies.MCDropout", "--model.net.dropout=0.3",
+       "--model.strategy.optimizer=adamw", "--model.strategy.stopping=fixed"]
 
 
 def test_dropout_sits_after_the_convs_of_the_chosen_blocks_only():
@@ -87,7 +89,7 @@ def test_a_network_without_dropout_gets_a_warning_and_a_zero_std(capsys, tmp_pat
 
 def test_passes_leave_the_fit_untouched(capsys, tmp_path):
     """Evaluations every 10 steps during fitting change no step: the same outputs as without them."""
-    args = [*MCD, "--trainer.log_every_n_steps=10", "--model.strategy.lr=0.01"]
+    args = [*MCD, "--trainer.log_every_n_steps=10"]
     with_evals, a = fit_tiny(capsys, tmp_path, *args, "--model.strategy.eval_every_n_steps=10")
     without, b = fit_tiny(capsys, tmp_path, *args, "--model.strategy.eval_every_n_steps=0")
     outputs = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for d in (with_evals,

@@ -12,9 +12,9 @@ from dip_lightning.images import load_image
 from test_distributed import _fit_two_processes
 from test_precision import float_dtypes
 
-STRATEGIES = {
+STRATEGIES = {  # a config's SGD options carry over to the new strategy class: optimizer (and stopping) set here
     "mcdropout": ["--model.strategy=dip_lightning.strategies.MCDropout", "--model.net.dropout=0.3",
-                  "--model.strategy.lr=0.01"],
+                  "--model.strategy.optimizer=adamw"],
     "mfvi": ["--model.strategy=dip_lightning.strategies.MeanFieldVI", "--model.reg_noise_std=0"],
 }
 FIXED = ["--model.strategy.stopping=fixed"]
