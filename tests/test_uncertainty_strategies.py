@@ -34,7 +34,8 @@ def test_every_task_returns_the_mean_of_the_passes_with_its_std_and_calibration(
     config, args = TASKS[task]
     run_dir, metrics = fit_tiny(capsys, tmp_path, *STRATEGIES[strategy], *FIXED, *args, config=config)
     assert metrics["samples"] == 25 and metrics["chains"] == 1 and metrics["steps"] == 30
-    assert metrics["psnr_posterior_mean"] == metrics["psnr_selected"] == metrics["psnr_per_chain"][0]
+    assert metrics["psnr_posterior_mean"] == metrics["psnr_selected"]
+    assert metrics["psnr_per_chain"][0] == pytest.approx(metrics["psnr_selected"], abs=1e-4)  # pooled: rounding
     assert all(np.isfinite(metrics[key]) for key in CALIBRATION) and 0 <= metrics["coverage_95"] <= 1
     std = np.load(run_dir / "posterior_std.npy")
     assert np.isfinite(std).all() and (std > 0).mean() > 0.9
