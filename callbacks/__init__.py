@@ -7,8 +7,9 @@ from .guard import NonFiniteGuard
 from .interrupt import StopOnInterrupt
 from .langevin import LangevinChain
 from .posterior import PosteriorAverage
+from .predictive import PredictiveLog, SelectedParameters
 from .progress import StepProgressBar
 from .stopping import WMVStopping
 
-__all__ = ["Backtracking", "LangevinChain", "NonFiniteGuard", "PosteriorAverage", "RunArtifacts", "RunCheckpoint",
-           "StepProgressBar", "StopOnInterrupt", "WMVStopping"]
+__all__ = ["Backtracking", "LangevinChain", "NonFiniteGuard", "PosteriorAverage", "PredictiveLog", "RunArtifacts",
+           "RunCheckpoint", "SelectedParameters", "StepProgressBar", "StopOnInterrupt", "WMVStopping"]

@@ -66,7 +66,8 @@ def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) 
 
 class RunArtifacts(L.Callback):
     """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
-    for samplers posterior_mean.png, uncertainty.png, posterior_std.npy and rhat.png, summary.png (all of
+    for uncertainty strategies posterior_mean.png, uncertainty.png, posterior_std.npy, rhat.png (samplers)
+    and each further map of the selection as <name>.npy and <name>.png, summary.png (all of
     them in one figure, titled with PSNR and mean std) and metrics.json; PNGs for 2D images only. Then the
     task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
 
@@ -127,11 +128,15 @@ class RunArtifacts(L.Callback):
         if selection.std is not None:
             images["posterior_mean"] = selection.image[None]
             np.save(run_dir / "posterior_std.npy", selection.std.float().cpu().numpy())
+        for name, values in selection.maps.items():
+            np.save(run_dir / f"{name}.npy", values.float().cpu().numpy())
         if selection.image.dim() == 3:  # PNGs hold 2D images (C, H, W); other data is the task's to write
             heat_maps = {}
             if selection.std is not None:
                 save_uncertainty(run_dir / "uncertainty.png", selection.std)
                 _log_figure(trainer, "images/uncertainty", run_dir / "uncertainty.png")  # with its colour bar
+            for name, values in selection.maps.items():
+                save_uncertainty(run_dir / f"{name}.png", values, title=name.replace("_", " "))
             if selection.rhat is not None:
                 save_rhat(run_dir / "rhat.png", selection.rhat)
                 _log_figure(trainer, "images/rhat", run_dir / "rhat.png")

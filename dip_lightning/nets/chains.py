@@ -11,12 +11,15 @@ are `param[k]`, and the K chains never share a gradient.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .layers import Stochastic
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
@@ -60,13 +63,18 @@ class ChainConv(nn.Module):
         self.memory_format = torch.channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        chains = self.weight.shape[0]
+        return self.convolve(x, self.weight, self.bias)
+
+    def convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This layer's convolution of `x` (K, C, *S) with other stacked weights (K, O, C/groups, *k) and bias
+        (K, O) or None (e.g. the variances of variational weights: `nets.variational`)."""
+        chains = weight.shape[0]
         x = x.reshape(1, -1, *x.shape[2:]).contiguous(memory_format=self.memory_format)  # channels side by side
         padding = self.padding
         if self.padding_mode != "zeros":
             x, padding = F.pad(x, self.pad, mode=self.padding_mode), 0
-        bias = None if self.bias is None else self.bias.flatten()
-        weight = self.weight.flatten(0, 1).contiguous(memory_format=self.memory_format)  # a view when laid out
+        bias = None if bias is None else bias.flatten()
+        weight = weight.flatten(0, 1).contiguous(memory_format=self.memory_format)  # a view when laid out
         y = _CONV[self.dim](x, weight, bias, self.stride, padding, self.dilation, self.groups * chains)
         return y.reshape(chains, self.out_channels, *y.shape[2:])  # a view in either format
 
@@ -150,6 +158,29 @@ def stack_chains(nets: list[nn.Module]) -> nn.Module:
                              f"Conv1d/2d and BatchNorm1d/2d layers hold weights in a chained network; use "
                              f"model.strategy.chains=1 with this network")
     return ensemble
+
+
+@contextmanager
+def use_streams(net: nn.Module, generators: list[torch.Generator] | None) -> Iterator[None]:
+    """Within the block, every random layer of `net` (`layers.Stochastic`: dropout, variational weights) draws
+    row k (chain k of a stacked network) from `generators[k]`; None: from the global stream. The layers' own
+    streams are back afterwards. `set_streams` sets them for good."""
+    layers = [module for module in net.modules() if isinstance(module, Stochastic)]
+    previous = [layer.generators for layer in layers]
+    set_streams(net, generators)
+    try:
+        yield
+    finally:
+        for layer, streams in zip(layers, previous, strict=True):
+            layer.generators = streams
+
+
+def set_streams(net: nn.Module, generators: list[torch.Generator] | None) -> None:
+    """Make every random layer of `net` (`layers.Stochastic`) draw row k from `generators[k]` (None: the global
+    stream), e.g. a task's per-chain streams, which its checkpoints save."""
+    for module in net.modules():
+        if isinstance(module, Stochastic):
+            module.generators = generators
 
 
 def to_channels_last(ensemble: nn.Module) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import batch_norm, conv, conv_block, downsample, padding_fits, refuse_size, smallest_side, upsample
+from .layers import (ChannelDropout, batch_norm, conv, conv_block, downsample, padding_fits, refuse_size,
+                     smallest_side, upsample)
+
+DROPOUT_PLACES = ("down", "up", "skip", "output")
 
 
 class _Scale(nn.Module):
@@ -17,20 +20,23 @@ class _Scale(nn.Module):
     def __init__(self, dim: int, in_channels: int, down: int, up: int, skip: int, deeper: nn.Module | None,
                  deeper_channels: int, kernel_size_down: int, kernel_size_up: int, kernel_size_skip: int,
                  downsample_mode: str, upsample_mode: str, padding_mode: str, norm: bool, act: str,
-                 conv1x1_up: bool) -> None:
+                 conv1x1_up: bool, dropout: dict[str, float]) -> None:
         super().__init__()
         block = dict(padding_mode=padding_mode, norm=norm, act=act)
-        self.skip = conv_block(dim, in_channels, skip, kernel_size_skip, **block) if skip else None
+        self.skip = (conv_block(dim, in_channels, skip, kernel_size_skip, **block, dropout=dropout["skip"])
+                     if skip else None)
         self.down = nn.Sequential(
-            downsample(dim, in_channels, down, kernel_size_down, downsample_mode, padding_mode, norm, act),
-            conv_block(dim, down, down, kernel_size_down, **block),
+            downsample(dim, in_channels, down, kernel_size_down, downsample_mode, padding_mode, norm, act,
+                       dropout["down"]),
+            conv_block(dim, down, down, kernel_size_down, **block, dropout=dropout["down"]),
         )
         self.deeper = deeper if deeper is not None else nn.Identity()
         self.upsample = upsample(dim, upsample_mode)
         merged = skip + deeper_channels
-        layers = [batch_norm(dim, merged, norm), conv_block(dim, merged, up, kernel_size_up, **block)]
+        layers = [batch_norm(dim, merged, norm),
+                  conv_block(dim, merged, up, kernel_size_up, **block, dropout=dropout["up"])]
         if conv1x1_up:
-            layers.append(conv_block(dim, up, up, 1, **block))
+            layers.append(conv_block(dim, up, up, 1, **block, dropout=dropout["up"]))
         self.merge = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +77,11 @@ class SkipNet(nn.Module):
         conv1x1_up: a 1x1 conv block after each decoder conv.
         sigmoid: a sigmoid on the output (images in [0, 1]; off for signals of any range).
         dim: 2 for images, 1 for signals.
+        dropout: probability of channel dropout (`layers.ChannelDropout`) at the places `dropout_at`; 0: none
+            (the MC-dropout DIP of Laves et al. uses 0.3 in the down and up blocks; strategy `MCDropout`).
+        dropout_at: where: `down` (after each encoder conv), `up` (after each decoder conv), `skip` (after
+            each skip conv), `output` (on the last hidden activations, before the output conv). Inside a conv
+            block the order is conv -> dropout -> BatchNorm -> activation, as in their code.
     """
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, *, width: int = 128, depth: int = 5,
@@ -79,8 +90,15 @@ class SkipNet(nn.Module):
                  kernel_size_down: int = 3, kernel_size_up: int = 3, kernel_size_skip: int = 1,
                  downsample_mode: str = "stride", upsample_mode: str = "bilinear",
                  activation: str = "leaky_relu", padding_mode: str = "reflect", batch_norm: bool = True,
-                 conv1x1_up: bool = True, sigmoid: bool = True, dim: int = 2) -> None:
+                 conv1x1_up: bool = True, sigmoid: bool = True, dim: int = 2, dropout: float = 0.0,
+                 dropout_at: list[str] | tuple[str, ...] = ("down", "up")) -> None:
         super().__init__()
+        unknown = sorted(set(dropout_at) - set(DROPOUT_PLACES))
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+        if unknown:
+            raise ValueError(f"unknown dropout_at {unknown}: choose from {list(DROPOUT_PLACES)}")
+        rates = {place: dropout if place in dropout_at else 0.0 for place in DROPOUT_PLACES}
         down = list(channels_down or [width] * depth)
         up = list(channels_up or [width] * depth)
         skip = list(channels_skip or [skip_channels] * depth)
@@ -94,9 +112,9 @@ class SkipNet(nn.Module):
             deeper = _Scale(dim, in_ch, down[i], up[i], skip[i], deeper,
                             deeper_channels if deeper_channels else down[i], kernel_size_down,
                             kernel_size_up, kernel_size_skip, downsample_mode, upsample_mode, padding_mode,
-                            batch_norm, activation, conv1x1_up)
+                            batch_norm, activation, conv1x1_up, rates)
             deeper_channels = up[i]
-        self.body = deeper
+        self.body = nn.Sequential(deeper, ChannelDropout(rates["output"])) if rates["output"] > 0 else deeper
         self.head = conv(dim, up[0], out_channels, 1, padding_mode=padding_mode)
         self.output_activation = nn.Sigmoid() if sigmoid else nn.Identity()
         # the deepest scale works at 1/2^depth of each side; the convs around it (stride-2 down, skip,

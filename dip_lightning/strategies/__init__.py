@@ -1,7 +1,10 @@
 """Optimizer strategies: how a task's network is fitted and which output is returned."""
 
 from .base import Selection, Strategy
+from .mcdropout import MCDropout
+from .mfvi import MeanFieldVI
+from .predictive import PredictiveStrategy
 from .sgd import SGD
 from .sgld import SGLD
 
-__all__ = ["SGD", "SGLD", "Selection", "Strategy"]
+__all__ = ["MCDropout", "MeanFieldVI", "PredictiveStrategy", "SGD", "SGLD", "Selection", "Strategy"]

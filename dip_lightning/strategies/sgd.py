@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import Callback
 
 from ..errors import InputError
-from .base import Gather, Selection, Strategy, chain_metrics
+from .base import Gather, Selection, Strategy, chain_metrics, uncertainty_selection
 
 if TYPE_CHECKING:
     from ..tasks.base import RestorationTask
@@ -19,10 +19,13 @@ class SGD(Strategy):
 
     With several chains (independent restarts), each chain's output is chosen by the rule alone and the
     returned image is their average (the DIP paper's averaging of runs); metrics.json reports each
-    restart's own PSNR (`psnr_per_chain`).
+    restart's own PSNR (`psnr_per_chain`). The restarts are then a deep ensemble: the std of their chosen
+    outputs (unbiased, over all K) is the uncertainty, written like a sampler's (uncertainty.png,
+    posterior_std.npy, `psnr_posterior_mean` and the calibration figures `uce`, `coverage_95`, `nll`).
 
     Args:
-        optimizer: `adam` (DIP's default) or `sgd`.
+        optimizer: `adam` (DIP's default), `adamw` (Adam with decoupled weight decay: the MC-dropout DIP's)
+            or `sgd`.
         lr: learning rate.
         momentum: SGD momentum (ignored by Adam).
         weight_decay: L2 weight decay.
@@ -43,7 +46,7 @@ class SGD(Strategy):
 
     name = "sgd"
 
-    def __init__(self, optimizer: Literal["adam", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
+    def __init__(self, optimizer: Literal["adam", "adamw", "sgd"] = "adam", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 0.0, stopping: Literal["fixed", "oracle", "wmv"] = "fixed",
                  window: int = 100, patience: int = 1000, use_ema: bool = False, backtracking: bool = True,
                  backtracking_drop_db: float = 5.0, backtracking_every_n_steps: int = 10, chains: int = 1) -> None:
@@ -70,6 +73,8 @@ class SGD(Strategy):
         params = task.net.parameters()
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     def callbacks(self, task: RestorationTask) -> list[Callback]:
@@ -83,17 +88,20 @@ class SGD(Strategy):
             callbacks.append(self._wmv)
         return callbacks
 
-    def select(self, task: RestorationTask, gather: Gather) -> Selection:
+    def selected_outputs(self, task: RestorationTask) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's chains' outputs (K, C, *S) chosen by the stopping rule so far, and their steps (K,)."""
         if self.stopping == "wmv":
-            images, steps = self._wmv.selection(task)
-        elif self.stopping == "oracle":
+            return self._wmv.selection(task)
+        if self.stopping == "oracle":
             best = task.best_ema if self.use_ema else task.best
-            images, steps = best.image, best.step
-        else:
-            images, steps = (task.ema if self.use_ema else task.output), task.step.expand(task.output.shape[0])
-        images, steps = (gather(t) for t in task.finite_outputs(images, steps))
+            return best.image, best.step
+        return (task.ema if self.use_ema else task.output), task.step.expand(task.output.shape[0])
+
+    def select(self, task: RestorationTask, gather: Gather) -> Selection:
+        images, steps = (gather(t) for t in task.finite_outputs(*self.selected_outputs(task)))
         metrics = chain_metrics(task, images)
         if len(images) == 1:
             return Selection(images[0].clone(), int(steps[0]), metrics=metrics)
-        return Selection(images.mean(0), None, metrics={**metrics, "step_per_chain": steps.tolist()})
+        metrics["step_per_chain"] = steps.tolist()
+        return uncertainty_selection(task, images.mean(0), images.var(0), metrics)  # a deep ensemble
 

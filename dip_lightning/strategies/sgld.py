@@ -11,11 +11,10 @@ from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from .. import optim
-from ..calibration import calibration_metrics
 from ..errors import InputError
 from ..moments import batch_means_ess, pool_moments, split_rhat, variance
 from ..nets.chains import ChainConv
-from .base import Gather, Selection, Strategy, chain_metrics
+from .base import Gather, Selection, Strategy, chain_metrics, likelihood_temperature, uncertainty_selection
 
 if TYPE_CHECKING:
     from ..callbacks import LangevinChain, PosteriorAverage
@@ -133,7 +132,7 @@ class SGLD(Strategy):
 
     def temperature(self, task: RestorationTask) -> float:
         """T = tau·2σ²/P: the posterior exp(−P·MSE/(2σ²τ)) in terms of the task's mean-MSE loss."""
-        return self.tau * 2 * task.noise_std**2 / task.num_observed
+        return likelihood_temperature(task, self.tau)
 
     def check(self, task: RestorationTask) -> None:
         """Refuse what sgld/psgld cannot sample: a noise-free task (T = 0), and input jitter under `metropolis`."""
@@ -231,15 +230,10 @@ class SGLD(Strategy):
         _, chain_means, _ = pool_moments(count, mean, m2, dim=1)
         metrics.update(chain_metrics(task, chain_means))
         rhat, ess = split_rhat(count, mean, m2), batch_means_ess(count, mean, m2)
-        metrics["posterior_std_mean"] = float(posterior_var.sqrt().mean())
         metrics.update(rhat_median=float(rhat.nanmedian()), rhat_p99=float(rhat.nanquantile(0.99)),
                        rhat_max=float(rhat.nan_to_num(nan=-math.inf).max()), ess_median=float(ess.nanmedian()))
-        if task.has_ground_truth:  # calibration against the image itself: the posterior variance (docs/science.md §4)
-            metrics["psnr_posterior_mean"] = float(task.image_metrics(posterior_mean[None])["psnr"])
-            calibration = calibration_metrics().to(posterior_mean.device)
-            calibration.update(posterior_mean[None], posterior_var[None], task.ground_truth)
-            metrics.update({key: float(value) for key, value in calibration.compute().items()})
-        return Selection(posterior_mean, None, std=posterior_var.sqrt(), rhat=rhat, metrics=metrics)
+        # calibration against the image itself: the posterior variance (docs/science.md §4)
+        return uncertainty_selection(task, posterior_mean, posterior_var, metrics, rhat=rhat)
 
 
 def _per_chain(values: torch.Tensor, digits: int = 4) -> list[float | None]:

@@ -240,7 +240,7 @@ class RestorationTask(L.LightningModule):
         with torch.random.fork_rng(devices=[]):  # network initialisers draw from the global stream
             for seed in seeds:
                 torch.manual_seed(seed)
-                nets.append(self.net_factory(self.hparams.input_channels, channels))
+                nets.append(self.strategy.network(self.net_factory(self.hparams.input_channels, channels)))
                 streams.append(torch.Generator().set_state(torch.get_rng_state()))  # the chain's stream goes on
         self.net = stack_chains(nets)
         size = self.output_size(self.observation[0])
@@ -267,6 +267,7 @@ class RestorationTask(L.LightningModule):
         # each chain's latest output of finite loss: the fallback when it diverges and there is no ground truth
         self.register_buffer("last_finite", torch.zeros(out_shape))
         self.register_buffer("last_finite_step", torch.zeros(chains, dtype=torch.long))
+        self.strategy.prepare_chains(self)  # what the strategy brings to the network (before a checkpoint's state)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         self.strategy.check_precision(self.trainer)
@@ -301,10 +302,9 @@ class RestorationTask(L.LightningModule):
             z = z + self.hparams.reg_noise_std * gaussian_like([z], self.generators)[0]  # row k: chain k's stream
         output = self(z).to(self.output.dtype)  # float32 (float64 under 64-true), whatever autocast made
         with torch.autocast(output.device.type, enabled=False):  # the data term and metrics in full precision
-            prediction = self.forward_operator(output)
-            chain_loss = self.prediction_loss(prediction)
+            image, prediction, chain_loss = self.strategy.training_loss(self, output)  # A(image); data term (+ ...)
             self.chain_loss = chain_loss.detach()  # (K,) float64: a Metropolis-adjusted sampler's energy reads it
-            self._track(output.detach(), prediction.detach(), self.chain_loss)
+            self._track(image.detach(), prediction.detach(), self.chain_loss)
         return {"loss": chain_loss.sum(), "chain_loss": self.chain_loss}
 
     @torch.no_grad()
