@@ -8,8 +8,9 @@ Runs `fit` on `astronaut` at 512x512 (the papers' size) with the protocol of `co
 Lightning's SimpleProfiler, with burn-in 0 so that the measured steps include sample steps (every 50) and
 log steps (every 10). It prints the time of each part of a step (the forward and backward pass, the
 optimizer step, each callback's hooks), per step, and the projection of the whole 20 000-step protocol:
-every step's time times 20 000, plus what a sample step adds times the protocol's 260 samples. (The optimizer step's row contains the training step, forward and
-backward, which Lightning runs in the optimizer's closure.) `--precision bf16-mixed` and `--device gpu` run it as a GPU user would.
+every step's time times 20 000, plus what a sample step adds times the protocol's 260 samples. (The
+optimizer step's row contains the training step, forward and backward, which Lightning runs in the
+optimizer's closure.) `--precision bf16-mixed` and `--device gpu` run it as a GPU user would.
 """
 
 from __future__ import annotations
