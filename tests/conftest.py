@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -71,6 +72,23 @@ class CtrlCAt(L.Callback):
         if trainer.global_step + 1 == self.step:
             for _ in range(self.times):
                 os.kill(os.getpid(), signal.SIGINT)
+
+
+class RaiseAt(L.Callback):
+    """Fails (RuntimeError) at the start of step `step`: a run that breaks down part of the way through."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step + 1 == self.step:
+            raise RuntimeError(f"broken at step {self.step}")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: SHA-256} of every file under `folder`: equal dicts mean byte-identical contents."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture

@@ -61,6 +61,15 @@ def test_two_processes_of_sgd_restarts_average_their_outputs(tmp_path):
     psnr = float(10 * torch.log10(1 / (outputs.mean(0) - truth[0]).square().mean()))
     assert metrics["psnr_selected"] == pytest.approx(psnr, abs=1e-4)
 
+    # resumed to go on longer: each process writes its own checkpoint, and both land in the run directory
+    result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--trainer.max_steps=40",
+                             f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 40 and not (run_dir / ".resume").exists()
+    for name in ("last.ckpt", "last.rank1.ckpt"):
+        assert torch.load(run_dir / "checkpoints" / name, weights_only=False)["global_step"] == 40, name
+
 
 def test_moments_pooled_across_processes_equal_those_of_all_samples(tmp_path):
     draws = torch.rand(4, 20, 3, 5, generator=torch.Generator().manual_seed(0))  # 4 chains x 20 draws
