@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from dip_lightning.artifacts import save_image, save_rhat, save_summary, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.console import warn
 from dip_lightning.tasks.masked import MaskedTask
 from dip_lightning.verdict import run_error, run_warnings
 
@@ -165,5 +165,5 @@ class RunArtifacts(L.Callback):
             print(f"warning: the loss became non-finite (lower the learning rate); stopped after "
                   f"{metrics['steps']} steps and saved the best finite output (step {metrics.get('step_selected')})")
         for line in run_warnings(metrics):
-            print(f"warning: {line}", file=sys.stderr)
+            warn(line)
         self.error = run_error(metrics)

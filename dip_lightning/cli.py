@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .config_errors import check_yaml
 from .errors import InputError
-from .quiet import silence_library_noise
+from .quiet import one_line_warnings, silence_library_noise
 from .threads import apply_threads, default_threads
 
 PROG = "python -m dip_lightning"
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         if command.runs_torch:
             apply_threads(threads)
             silence_library_noise()
+            one_line_warnings()
         run_dir = command.run(args)
     except Interrupted as stop:
         finish_wandb()

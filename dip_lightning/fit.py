@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from .callbacks import RunArtifacts, RunCheckpoint, StepProgressBar, StopOnInterrupt
 from .cli import PROG, Interrupted, RunFailed, finish_wandb, input_error
 from .config_errors import explain
+from .console import is_rank_zero
 from .distributed import RUN_DIR_ENV, chain_strategy, process_count, shared_run_dir
 from .errors import InputError
 from .logging import wandb_logger
@@ -65,14 +66,15 @@ class DIPCLI(LightningCLI):
     (offline without an account), checkpoints for resuming, and a Ctrl+C that stops after the current step.
 
     `resuming`: the checkpoint given with `--ckpt_path`, read before parsing (its config comes first on the
-    command line), or None.
+    command line), or None. `problem_only`: stop once the task has built its problem (see `build_problem`).
     """
 
     run_dir: Path | None = None
     staging: Staging | None = None  # where a part resumed in its run directory writes
 
-    def __init__(self, resuming: Checkpoint | None = None) -> None:
+    def __init__(self, resuming: Checkpoint | None = None, problem_only: bool = False) -> None:
         self.resuming = resuming
+        self.problem_only = problem_only  # parse and build the problem only: no Trainer, no run, nothing written
         self.stop_on_interrupt = StopOnInterrupt()
         jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         parser_kwargs = {"parser_mode": "omegaconf+", "exit_on_error": False, "prog": PROG}
@@ -117,6 +119,17 @@ class DIPCLI(LightningCLI):
             refuse_changes(self.resuming.config, given, str(run_dir_of_checkpoint(self.resuming.path)
                                                             or self.resuming.path))
 
+    def _set_seed(self) -> None:
+        if not self.problem_only:  # the problem's randomness has its own seed (model.observation_seed)
+            super()._set_seed()
+
+    def instantiate_classes(self) -> None:
+        if not self.problem_only:
+            return super().instantiate_classes()
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule, self.model = self._get(self.config_init, "data"), self._get(self.config_init, "model")
+        self.model.build_problem(self.datamodule)
+
     def _parse_ckpt_path(self) -> None:
         """Nothing: the checkpoint's config is already the first on the command line (`fit`), and options given
         beside it were checked; Lightning's own merge would silently replace the task's options by the saved ones."""
@@ -160,15 +173,9 @@ class DIPCLI(LightningCLI):
                   f"writes a new one")
             return shared_run_dir(root, name, processes)
         self.staging = Staging(run_dir)
-        if self._is_global_zero():
+        if is_rank_zero():  # before the Trainer exists
             self.staging.start()
         return run_dir
-
-    @staticmethod
-    def _is_global_zero() -> bool:
-        """Whether this is rank 0 of the run, before the Trainer exists: no launcher (torchrun, SLURM, Lightning's
-        own for the processes it starts) gave it another rank."""
-        return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
     def _discard_run(self) -> None:
         """Leave nothing of a run that failed: its W&B record, its new directory (unless it wrote its results),
@@ -183,6 +190,8 @@ class DIPCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failure leaves no new directory and no change to a resumed run; a Ctrl+C ends it with what
         it saved; a run that finished without a result (a sampler with no sample) ends in RunFailed."""
+        if self.problem_only:
+            return
         rank = self.trainer.global_rank
         try:
             super()._run_subcommand(subcommand)
@@ -239,6 +248,18 @@ def fit(argv: list[str]) -> Path | None:
     sys.argv[1:] = ["fit", *argv]  # LightningCLI parses sys.argv, and DDP's launcher runs it again for each rank
     cli = DIPCLI(resuming)
     return cli.run_dir if cli.trainer.is_global_zero else None  # rank 0 alone reports
+
+
+def build_problem(argv: list[str]) -> tuple[RestorationTask, dict]:
+    """The task of the `fit` command line `argv` with its problem built (observation, ground truth), and the resolved
+    config as a nested dict: what a run would fit, without running it or writing anything (bad input raises)."""
+    argv_before = sys.argv[1:]
+    sys.argv[1:] = ["fit", *argv]
+    try:
+        cli = DIPCLI(problem_only=True)
+    finally:
+        sys.argv[1:] = argv_before
+    return cli.model, yaml.safe_load(cli._subcommand_parsers["fit"].dump(cli.config.fit, skip_none=False))
 
 
 def base_config(saved: str, argv: list[str]) -> str:

@@ -106,7 +106,7 @@ def flag(key: str) -> str:
     return "--" + key.removesuffix(".class_path").replace(".init_args.", ".").replace(".init_args", "")
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A value as typed on the command line: null, true, 25.0, camera, [1, 2]."""
     if value is None or isinstance(value, (bool, list, dict)):
         return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
@@ -122,11 +122,11 @@ def changed_options(saved: dict, given: dict) -> list[str]:
                        if key.endswith("class_path") and key in after and after[key] != before[key]]
     changes = []
     for key, value in before.items():
-        if not is_fixed(key) or key not in after or _shown(after[key]) == _shown(value):  # "2" is 2 (devices)
+        if not is_fixed(key) or key not in after or shown_value(after[key]) == shown_value(value):  # "2" is 2 (devices)
             continue
         if any(key.startswith(prefix) and not key.endswith("class_path") for prefix in changed_classes):
             continue
-        changes.append(f"{flag(key)}={_shown(after[key])} (the run: {_shown(value)})")
+        changes.append(f"{flag(key)}={shown_value(after[key])} (the run: {shown_value(value)})")
     return changes
 
 

@@ -1,12 +1,24 @@
-"""What a finished run's metrics.json says beyond its figures: a run without a valid result (an error line, exit
-status 1, its files still written) and results to read with care (one warning line each)."""
+"""What a run's settings and its metrics.json say beyond the figures: a sampler schedule with no posterior sample
+(refused before the run), a finished run without a valid result (an error line, exit status 1, its files still
+written) and results to read with care (one warning line each)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .errors import InputError
+
 RHAT_LIMIT = 1.1
 """split-R̂ above which chains count as not mixed: the classic threshold (1.01 is the strict modern one)."""
+
+
+def refuse_empty_schedule(planned: int, max_steps: int, burn_in: int, thin: int) -> None:
+    """Refuse (InputError) a sampler run whose schedule plans fewer than 2 posterior samples per chain (`planned`,
+    for `max_steps` steps): its result could only be the outputs' moving average. An endless run (-1) passes."""
+    if max_steps >= 0 and planned < 2:
+        raise InputError(f"trainer.max_steps={max_steps} with model.strategy.burn_in={burn_in} and thin={thin} plans "
+                         f"{planned} posterior samples (2 are needed): give trainer.max_steps >= {burn_in + 2 * thin} "
+                         f"or a smaller burn_in")
 
 
 def run_error(metrics: dict[str, Any]) -> str | None:

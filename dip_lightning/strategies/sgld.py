@@ -15,6 +15,7 @@ from ..calibration import calibration_metrics
 from ..errors import InputError
 from ..moments import batch_means_ess, pool_moments, split_rhat, variance
 from ..nets.chains import ChainConv
+from ..verdict import refuse_empty_schedule
 from .base import Gather, Selection, Strategy, chain_metrics
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class SGLD(Strategy):
         recoveries = 0 if self.sampler == "paper" else self.max_recoveries  # no step size of its own to reduce
         self._chain = LangevinChain(self.burn_in, self.freeze_preconditioner, self.max_mse_ratio, recoveries)
         self._posterior = PosteriorAverage(self.burn_in, self.thin, accept=self._chain.in_band)
+        refuse_empty_schedule(self._posterior.planned_samples(task.trainer.max_steps), task.trainer.max_steps,
+                              self.burn_in, self.thin)
         backtracking = [Backtracking(self.backtracking_drop_db)] if self.backtracking else []
         return [*backtracking, self._chain, self._posterior]
 
