@@ -64,7 +64,7 @@ def _given(report: str) -> str | None:
 
 
 def _unknown_option(report: str, path: list[str], option: str) -> str:
-    from .options import class_options, find_class
+    from .options import find_class
 
     classes = re.findall(r"class_path[ =]'([\w.]+)'", report)
     name = classes[-1].rsplit(".", 1)[-1] if classes else "it"
@@ -74,7 +74,7 @@ def _unknown_option(report: str, path: list[str], option: str) -> str:
     accepted: list[str] = []
     if classes:
         try:
-            accepted = [o.name for o in class_options(find_class(classes[-1]))]
+            accepted = [o.name for o in find_class(classes[-1]).options]
         except Exception:  # noqa: BLE001  (the names only add a hint)
             accepted = []
     close = _close(option, accepted)
