@@ -1,11 +1,14 @@
 """`python -m dip_lightning COMMAND ...`: the command line of dip_lightning.
 
-COMMANDS names every command with its one-line summary: `fit` is a LightningCLI (a task with its network
-and strategy, a datamodule, a Trainer); the others are plain functions of their arguments. Options of
-every command: `--threads N` (CPU threads, see `threads.py`) and `--verbose` (the parser's full report on
-a config error). A bare config name is looked up in `configs/`. Each run writes into its own directory
-under `trainer.default_root_dir` (a resumed run into the directory of its checkpoint); the last line
-printed is `outputs: <run dir>`.
+COMMANDS names every command with its one-line summary: `fit` is a LightningCLI (fit.py: a task with its
+network and strategy, a datamodule, a Trainer); the others are plain functions of their arguments, each
+imported when it runs, so that this module imports neither torch nor Lightning and `--help` answers at once.
+Options of every command: `--threads N` (CPU threads, see `threads.py`) and `--verbose` (the parser's full
+report on a config error). A bare config name is looked up in `configs/`, and a config file that is not
+valid YAML is refused with its line. Each run writes into its own directory under
+`trainer.default_root_dir` (a resumed run into the directory of its checkpoint); the last line printed is
+`outputs: <run dir>`. Exit status: 0, 2 for bad input (one or two `error:` lines), 1 for a run that
+finished without a valid result (its files written), 130 after Ctrl+C.
 """
 
 from __future__ import annotations

@@ -188,8 +188,9 @@ class DIPCLI(LightningCLI):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run it; a failure leaves no new directory and no change to a resumed run; a Ctrl+C ends it with what
-        it saved; a run that finished without a result (a sampler with no sample) ends in RunFailed."""
+        """Run it; a failure leaves no change to a resumed run, and no new directory unless it fitted steps (whose
+        results and checkpoint it keeps); a Ctrl+C ends it with what it saved; a run that finished without a
+        result (a sampler with no sample) ends in RunFailed."""
         if self.problem_only:
             return
         rank = self.trainer.global_rank
@@ -197,7 +198,7 @@ class DIPCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         except Exception as err:
             failure = self._failure(err)
-            if self.trainer.is_global_zero and (self.staging is not None or input_error(failure)):
+            if self.trainer.is_global_zero:  # a new run that fitted steps keeps them (its results say interrupted)
                 self._discard_run()
             if failure is err:
                 raise

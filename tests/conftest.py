@@ -91,9 +91,12 @@ def file_hashes(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-@pytest.fixture
-def one_thread():
-    """Run a test on one torch thread (GP solves; avoids oversubscription stalls when the CPU is shared)."""
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch):
+    """Every test runs torch on one thread, and so do the processes it starts (OMP_NUM_THREADS): a fitted result
+    depends on the thread count (float rounding), so pinning it makes each test repeat exactly on a machine,
+    whatever its core count, its load, or the thread count an earlier test left behind."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -17,8 +17,8 @@ from dip_lightning.tasks import Denoise, Inpaint
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch, one_thread):
-    """A kernel cache of the test's own, on one thread."""
+def private_cache(tmp_path, monkeypatch):
+    """A kernel cache of the test's own."""
     monkeypatch.setenv("DIP_LIGHTNING_CACHE", str(tmp_path / "cache"))
 
 
