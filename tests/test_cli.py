@@ -281,7 +281,7 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
 
 
 def test_chains_that_did_not_mix_get_one_warning_line_and_rhat_in_the_std_panel(capsys, tmp_path):
-    from callbacks.artifacts import _std_title
+    from dip_lightning.callbacks.artifacts import _std_title
 
     run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
                                       f"--trainer.default_root_dir={tmp_path}", "--model.strategy.chains=2",

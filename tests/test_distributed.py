@@ -59,7 +59,12 @@ def test_two_processes_of_sgd_restarts_average_their_outputs(tmp_path):
     psnr = float(10 * torch.log10(1 / (outputs.mean(0) - truth[0]).square().mean()))
     assert metrics["psnr_selected"] == pytest.approx(psnr, abs=1e-4)
 
-    # resumed to go on longer: each process writes its own checkpoint, and both land in the run directory
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_from_its_checkpoint_alone(tmp_path):
+    """Resumed to go on longer: each process writes its own checkpoint into the resumed part's staging folder,
+    and both land in the run directory."""
+    run_dir, _, _ = _fit_two_processes(tmp_path, "denoise", "--model.strategy.stopping=fixed")
     result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--trainer.max_steps=40",
                              f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], capture_output=True, text=True,
                             timeout=300)

@@ -1,6 +1,7 @@
 """Whole runs: Ctrl+C and resuming into the same run directory, checkpoints, the W&B offline record, CUDA."""
 
 import json
+import os
 import shutil
 import signal
 
@@ -210,6 +211,16 @@ def test_wandb_runs_offline_without_an_account_and_records_curves_config_and_ima
     assert code == 0 and resumed_dir == run_dir, err
     records = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(records) == 2 and len({path.name.rsplit("-", 1)[1] for path in records}) == 1  # one W&B run id
+
+    # a resumed part that breaks down takes its W&B record with it, and W&B's links point where they did
+    wandb = run_dir / "wandb"
+    links = {path.name: os.readlink(path) for path in wandb.iterdir() if path.is_symlink()}
+    before = file_hashes(run_dir)
+    with pytest.raises(RuntimeError, match="broken at step 33"):
+        run_cli(capsys, "fit", "--trainer.max_steps=40", "--trainer.callbacks+=conftest.RaiseAt",
+                "--trainer.callbacks.step=33", f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
+    assert file_hashes(run_dir) == before and sorted(wandb.glob("offline-run-*")) == records
+    assert {path.name: os.readlink(path) for path in wandb.iterdir() if path.is_symlink()} == links
 
 
 @pytest.mark.cuda
