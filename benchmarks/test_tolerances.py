@@ -63,7 +63,8 @@ def output(config: str, *args: str) -> torch.Tensor:
 
 
 def bf16(seed: int) -> dict[str, float]:
-    args = ("--data.size=null", "--model.strategy.stopping=fixed", "--trainer.max_steps=300", f"--seed_everything={seed}")
+    args = ("--data.size=null", "--model.strategy.stopping=fixed", "--trainer.max_steps=300",
+            f"--seed_everything={seed}")
     fp32 = metrics("denoise.yaml", *args)
     half = metrics("denoise.yaml", *args, "--trainer.precision=bf16-mixed")
     keys = ("psnr_selected", "psnr_ema_final")

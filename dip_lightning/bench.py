@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,11 @@ from .images import resolve_image_path
 from .resume import flag, flatten, shown_value
 from .runner import Outcome, Run, exit_if_incomplete, print_dry_run, run_all, split_extra_args
 from .summary import write_summary
+
+if TYPE_CHECKING:
+    import torch
+
+    from .tasks import RestorationTask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 FIGURES = {
@@ -125,9 +130,7 @@ def check_columns(configs: list[str], images: dict[str, str], extra: list[str]) 
         for entry, (other, other_config) in others:
             if _same_problem(task, other):
                 continue
-            ours, theirs = problem_options(config), problem_options(other_config)
-            differ = [f"{key}={shown_value(ours.get(key))} / {shown_value(theirs.get(key))}"
-                      for key in dict.fromkeys([*ours, *theirs]) if shown_value(ours.get(key)) != shown_value(theirs.get(key))]
+            differ = _differences(problem_options(config), problem_options(other_config))
             raise InputError(
                 f"column {label} would compare different problems: {first} fits {_size(_fitted(task))} pixels, {entry} "
                 f"{_size(_fitted(other))}" + (f" ({', '.join(differ)})" if differ else
@@ -138,16 +141,27 @@ def check_columns(configs: list[str], images: dict[str, str], extra: list[str]) 
     return _problem_sentence(problem_options(config), fitted)
 
 
-def _fitted(task) -> tuple[int, ...]:
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """`--flag=ours / theirs` for each problem option whose values differ."""
+    keys = dict.fromkeys([*ours, *theirs])
+    return [f"{key}={shown_value(ours.get(key))} / {shown_value(theirs.get(key))}" for key in keys
+            if shown_value(ours.get(key)) != shown_value(theirs.get(key))]
+
+
+def _fitted(task: RestorationTask) -> tuple[int, ...]:
     """The spatial size a task's network outputs: the pixels it fits."""
     return tuple(task.output_size(task.observation[0]))
 
 
-def _same_problem(task, other) -> bool:
+def _same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _same_problem(task: RestorationTask, other: RestorationTask) -> bool:
     """The same observation and the same ground truth (or none), exactly."""
-    same = lambda a, b: (a is None and b is None) or (  # noqa: E731
-        a is not None and b is not None and a.shape == b.shape and bool((a == b).all()))
-    return same(task.observation, other.observation) and same(task.ground_truth, other.ground_truth)
+    return _same_tensor(task.observation, other.observation) and _same_tensor(task.ground_truth, other.ground_truth)
 
 
 def _problem_sentence(options: dict[str, Any], fitted: dict[str, str]) -> str:
@@ -158,7 +172,8 @@ def _problem_sentence(options: dict[str, Any], fitted: dict[str, str]) -> str:
     if "--data.size" in options and "--data.crop" in options:  # an image datamodule: say it in words too
         size, crop = options["--data.size"], options["--data.crop"]
         image = "each image at its own size" if size is None else f"each image resized to {size} px on its longer side"
-        image += (f", then its {crop}x{crop} centre crop" if crop is not None else "") + ", cropped to the network's multiple"
+        image += f", then its {crop}x{crop} centre crop" if crop is not None else ""
+        image += ", cropped to the network's multiple"
     else:
         image = "each image"
     pixels = ", ".join(f"{label} {shape}" for label, shape in fitted.items())

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from dip_lightning.artifacts import save_image
-from dip_lightning.bench import bench_table
+from dip_lightning.bench import bench_table, write_bench
 from dip_lightning.images import load_image
 from dip_lightning.runner import Outcome, Run
 
@@ -24,7 +24,10 @@ def table_rows(markdown: str, caption: str) -> dict[str, list[str]]:
             for line in block.splitlines()[2:]}
 
 
+@pytest.mark.slow
 def test_bench_writes_the_papers_table_and_reruns_only_new_cells(capsys, tmp_path):
+    """Six real runs, each its own process (about a minute on 2 cores beside another job): the default suite has
+    the table, bench.md and the column check without runs (the tests below)."""
     images = tmp_path / "images"
     images.mkdir()
     for name in ("astronaut", "chelsea"):
@@ -107,4 +110,22 @@ def test_configs_that_would_fit_different_pixels_in_one_column_are_refused_befor
     assert ("Every cell of a column is the same problem: Denoise of each image resized to 128 px on its longer side, "
             "then its 64x64 centre crop") in out and "pixels fitted: astronaut 64x64, chelsea 64x64." in out
     assert out.count("--data.size=128 --data.crop=64") == 4  # each of the 2 x 2 command lines
+
+
+def test_bench_md_states_the_problem_and_gives_mean_and_std_over_seeds(tmp_path):
+    outcomes = [outcome("sgd", "a", 0, psnr_selected=20.0), outcome("sgd", "a", 1, psnr_selected=22.0),
+                outcome("sgld", "a", 0, psnr_posterior_mean=25.0, coverage_95=0.9),
+                outcome("sgld", "a", 1, psnr_posterior_mean=27.0, coverage_95=0.94)]
+    problem = "Every cell of a column is the same problem: Denoise of each image at its own size (...)."
+    write_bench(tmp_path, outcomes, "python -m dip_lightning bench ...", problem)
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.startswith("# bench: 2 configs x 1 image x 2 seeds\n") and f"\n{problem}\n" in markdown
+    psnr = table_rows(markdown, "PSNR (dB)")
+    assert psnr["sgd"][:3] == ["psnr_selected", f"21.00 ± {2 ** 0.5:.2f}", f"21.00 ± {2 ** 0.5:.2f}"]
+    assert psnr["sgld"][:2] == ["psnr_posterior_mean", f"26.00 ± {2 ** 0.5:.2f}"]
+    assert table_rows(markdown, "coverage_95")["sgld"][0] == f"0.920 ± {0.04 / 2 ** 0.5:.3f}"
+    rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert {(r["config"], r["figure"], r["image"]) for r in rows} == {
+        ("sgd", "psnr_selected", "a"), ("sgd", "psnr_selected", "mean"), ("sgld", "psnr_posterior_mean", "a"),
+        ("sgld", "psnr_posterior_mean", "mean"), ("sgld", "coverage_95", "a"), ("sgld", "coverage_95", "mean")}
 

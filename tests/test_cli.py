@@ -269,9 +269,10 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
     noisy = (load_image("astronaut", 32) + 25 / 255 * torch.randn(3, 32, 32)).clamp(0, 1)
     save_image(tmp_path / "noisy.png", noisy)
     run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
-                                      f"--trainer.default_root_dir={tmp_path}", f"--data.image={tmp_path / 'noisy.png'}",
-                                      "--data.is_observation=true", "--model.sigma=1", "--model.strategy.burn_in=10",
-                                      "--model.strategy.thin=2", "--trainer.max_steps=60")
+                                      f"--trainer.default_root_dir={tmp_path}",
+                                      f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
+                                      "--model.sigma=1", "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                      "--trainer.max_steps=60")
     errors = _error_lines(err)
     assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
     assert "no posterior: 0 of 25 planned posterior samples" in errors[0] and "every chain left the band" in errors[0]

@@ -22,7 +22,8 @@ def test_the_options_index_is_current():
 def test_help_and_options_import_neither_torch_nor_lightning(args):
     """What makes them start in a fraction of a second: importing torch alone takes seconds on a small machine."""
     code = (f"import sys\nfrom dip_lightning.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as stop:\n"
-            f"    assert not stop.code, stop.code\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+            f"    assert not stop.code, stop.code\n"
+            f"print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout[-500:]

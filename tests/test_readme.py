@@ -27,5 +27,5 @@ def test_the_main_command_gives_the_readmes_figures(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert (f"{metrics['psnr_selected']:.2f}", str(metrics["step_selected"]), f"{metrics['psnr_observation_input']:.2f}") \
-        == (selected, step, observation)
+    got = (f"{metrics['psnr_selected']:.2f}", str(metrics["step_selected"]), f"{metrics['psnr_observation_input']:.2f}")
+    assert got == (selected, step, observation)
