@@ -22,6 +22,7 @@ from pathlib import Path
 from .config_errors import check_yaml
 from .errors import InputError
 from .quiet import one_line_warnings, silence_library_noise
+from .resume import resume_command
 from .threads import apply_threads, default_threads
 
 PROG = "python -m dip_lightning"
@@ -170,8 +171,6 @@ def main(argv: list[str] | None = None) -> None:
         finish_wandb()
         if stop.run_dir is None:
             _fail("interrupted before the first step: nothing was saved", INTERRUPTED_STATUS)
-        from .resume import resume_command
-
         common = [f"--threads={threads}"] if threads is not None else []
         print(f"interrupted: the results so far are saved; resume with: {resume_command(stop.run_dir, common)}\n"
               f"outputs: {stop.run_dir}")

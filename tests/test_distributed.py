@@ -50,7 +50,10 @@ def test_two_processes_sample_independent_chains_and_pool_them(tmp_path):
     assert len(metrics["psnr_per_chain"]) == 2 and "rhat_median" in metrics and (run_dir / "rhat.png").is_file()
 
 
+@pytest.mark.slow
 def test_two_processes_of_sgd_restarts_average_their_outputs(tmp_path):
+    """Slow (about half a minute on 2 cores beside another job): the default suite runs two processes through the
+    CLI with SGLD (above), and SGD restarts averaged in one process (tests/test_chains.py)."""
     run_dir, metrics, checkpoints = _fit_two_processes(tmp_path, "denoise", "--model.strategy.stopping=fixed")
     assert metrics["chains"] == 2 and len(metrics["psnr_per_chain"]) == 2 and metrics["steps"] == 30
     outputs = torch.cat([c["state_dict"]["output"] for c in checkpoints])
