@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,8 @@ class RestorationTask(L.LightningModule):
                  compile: bool = False) -> None:
         if likelihood not in ("gaussian", "censored"):
             raise InputError(f"model.likelihood={likelihood!r}: choose gaussian or censored")
+        if not math.isfinite(sigma) or sigma < 0:
+            raise InputError(f"model.sigma={sigma}: the noise std must be a finite number >= 0 (0-255 units for images)")
         super().__init__()
         from ..strategies import SGD  # the default strategy; imported late to avoid an import cycle
 
