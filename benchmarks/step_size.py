@@ -2,11 +2,12 @@
 
     python benchmarks/step_size.py --out outputs/step_size --jobs 2            # runs what is missing, then tables
     python benchmarks/step_size.py --out outputs/step_size --dry-run           # the command lines
+    python benchmarks/step_size.py --out outputs/step_size --finished-only     # tables of the runs finished so far
 
 On 64x64 crops (colour photos denoised at sigma 25, grey photos inpainted with half the pixels missing and
 noise 5/255 on the known ones), the shipped sampler (`psgld`, lr 0.01) runs unadjusted at lr and lr/2 on
 every photo and Metropolis-adjusted (its step adapted during burn-in) on the first two; plain `sgld` (lr 3)
-runs unadjusted and adjusted on the first two. All runs keep the shipped 3000 steps
+runs unadjusted and adjusted on the first two colour photos. All runs keep the shipped 3000 steps
 (burn-in 1000, a sample every 10), one chain; beside them the SGD oracle peak (Adam at the same crop, width
 and length) and the shipped configs as they are. Why no lr/4, lr/8 and fewer adjusted runs: on this 2-core
 CPU a run takes about 3 minutes; halving lr moved no photo's mse_observation_ratio or mh_accept_prob by more
@@ -31,7 +32,7 @@ import numpy as np
 from dip_lightning.artifacts import save_image
 from dip_lightning.bench import bench_runs
 from dip_lightning.images import center_crop, load_image, resize_longer_side
-from dip_lightning.runner import exit_if_incomplete, print_dry_run, run_all
+from dip_lightning.runner import Outcome, exit_if_incomplete, finished_before, print_dry_run, run_all
 
 SAMPLERS = {"psgld": 0.01, "sgld": 3.0}
 DIVISORS = {"psgld": (1, 2), "sgld": (1,)}
@@ -46,12 +47,13 @@ FIGURES = ("psnr_posterior_mean", "posterior_std_mean", "coverage_95", "uce", "m
            "mh_accept_prob", "acceptance_rate", "step_size", "ess_median", "seconds")
 
 
-def rows(task_config: str, chains_one: bool) -> dict[str, tuple[str, int | None]]:
+def rows(task_config: str, chains_one: bool, samplers: tuple[str, ...]) -> dict[str, tuple[str, int | None]]:
     """Row label -> (config entry: config and its own arguments, how many photos it runs on; None: all) of the
     sampler grid for one task."""
     one = " --model.strategy.chains=1" if chains_one else ""
     grid = {}
-    for sampler, lr in SAMPLERS.items():
+    for sampler in samplers:
+        lr = SAMPLERS[sampler]
         for divisor in DIVISORS[sampler]:
             label = f"{sampler} lr{'' if divisor == 1 else f'/{divisor}'}"
             grid[label] = (f"{task_config}{one} --model.strategy.sampler={sampler} --model.strategy.lr={lr / divisor:g}",
@@ -175,13 +177,15 @@ def main() -> None:
     parser.add_argument("--colour", nargs="+", default=list(COLOUR), help="photos to denoise (NAME or NAME@SIZE)")
     parser.add_argument("--grey", nargs="+", default=list(GREY), help="photos to inpaint (NAME or NAME@SIZE)")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and stop")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: tables of the runs finished so far (the others count as not run)")
     args = parser.parse_args()
     # sgld_denoise.yaml ships psgld at lr 0.01 with one chain: its row is the "psgld lr" row
     problems = {
         "denoising": (write_crops(tuple(args.colour), args.out / "crops_colour"),
-                      {**rows("sgld_denoise.yaml", chains_one=False), "SGD oracle": (SGD_DENOISE, None)}),
+                      {**rows("sgld_denoise.yaml", chains_one=False, samplers=("psgld", "sgld")), "SGD oracle": (SGD_DENOISE, None)}),
         "inpainting": (write_crops(tuple(args.grey), args.out / "crops_grey"),
-                       {**rows("sgld_inpaint.yaml", chains_one=True),
+                       {**rows("sgld_inpaint.yaml", chains_one=True, samplers=("psgld",)),
                         "sgld_inpaint.yaml (shipped)": ("sgld_inpaint.yaml", None), "SGD oracle": (SGD_INPAINT, None)}),
     }
     runs, where = [], []
@@ -191,14 +195,18 @@ def main() -> None:
             for run in bench_runs([entry], chosen, [0], []):
                 runs.append(run)
                 where.append((task, label, run.params["image"]))
-    # the acceptance rows first (oracles, shipped configs), so that an interrupted study has them
-    first = [i for i, (_, label, _) in enumerate(where) if label in ("SGD oracle", "psgld lr", "sgld_inpaint.yaml (shipped)")]
-    order = first + [i for i in range(len(runs)) if i not in first]
+    # the acceptance rows first (oracles, shipped configs), then the step-size rows, so that an interrupted
+    # study has what matters most
+    rank = ("SGD oracle", "psgld lr", "sgld_inpaint.yaml (shipped)", "psgld lr/2", "psgld Metropolis")
+    order = sorted(range(len(runs)), key=lambda i: rank.index(where[i][1]) if where[i][1] in rank else len(rank))
     runs, where = [runs[i] for i in order], [where[i] for i in order]
     if args.dry_run:
         print_dry_run(runs, args.out)
         return
-    outcomes = run_all(runs, args.out, jobs=args.jobs, label="step-size runs")
+    if args.finished_only:
+        outcomes = [finished_before(run, run.folder(args.out)) or Outcome(run, "not run") for run in runs]
+    else:
+        outcomes = run_all(runs, args.out, jobs=args.jobs, label="step-size runs")
     results: dict[str, dict[str, dict[str, dict]]] = {task: {} for task in problems}
     oracle: dict[str, dict[str, float]] = {task: {} for task in problems}
     with (args.out / "step_size.csv").open("w", newline="") as file:
