@@ -55,7 +55,7 @@ class SuperResolution(RestorationTask):
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
-    def __init__(self, factor: int = 4, sigma: float = 0.0,
+    def __init__(self, factor: int = 4, sigma: float | None = 0.0,
                  downsampler: Literal["lanczos2", "antialiased_bicubic"] = "lanczos2", **kwargs) -> None:
         if factor < 1:
             raise InputError(f"model.factor={factor}: the super-resolution factor must be an integer >= 1")
@@ -84,7 +84,7 @@ class SuperResolution(RestorationTask):
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         low = self._downsample(clean[None])[0]
-        return (low + torch.randn(low.shape, generator=generator) * self.noise_std).clamp(0, 1)
+        return self.add_noise(low, generator)
 
     def forward_operator(self, output: torch.Tensor) -> torch.Tensor:
         return self._downsample(output)
