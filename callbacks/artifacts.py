@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from dip_lightning.artifacts import save_image, save_rhat, save_summary, save_uncertainty, to_uint8, write_metrics
+from dip_lightning.console import warn
 from dip_lightning.tasks.masked import MaskedTask
+from dip_lightning.verdict import run_error, run_warnings
 
 from .interrupt import StopOnInterrupt
 
@@ -41,9 +43,15 @@ def _summary_panels(pl_module: L.LightningModule, images: dict[str, torch.Tensor
     return [(title.strip(), image[0]) for title, image in panels]
 
 
-def _std_title(std: torch.Tensor | None) -> str:
-    mean = None if std is None else float(std.float().mean())
-    return "" if mean is None else f"posterior std\nmean {mean:.4f} = {255 * mean:.1f}/255"
+def _std_title(std: torch.Tensor | None, metrics: dict) -> str:
+    """The std panel's title: its mean, and the split-R̂ (median, p99) that says whether the chains mixed."""
+    if std is None:
+        return ""
+    mean = float(std.float().mean())
+    title = f"posterior std\nmean {mean:.4f} = {255 * mean:.1f}/255"
+    if metrics.get("rhat_median") is not None:
+        title += f"\nsplit-R̂ median {metrics['rhat_median']:.2f}, p99 {metrics['rhat_p99']:.2f}"
+    return title
 
 
 def _summary_title(pl_module: L.LightningModule, metrics: dict) -> str:
@@ -67,9 +75,11 @@ def _log_images(trainer: L.Trainer, images: dict[str, torch.Tensor], step: int) 
 class RunArtifacts(L.Callback):
     """Saves in `trainer.default_root_dir`: restored.png, observation.png, ground_truth.png (when known),
     for uncertainty strategies posterior_mean.png, uncertainty.png, posterior_std.npy, rhat.png (samplers)
-    and each further map of the selection as <name>.npy and <name>.png, summary.png (all of
-    them in one figure, titled with PSNR and mean std) and metrics.json; PNGs for 2D images only. Then the
-    task's `save_artifacts` hook adds files of its own (a mask, a 1D plot).
+    and each further map of the selection as <name>.npy and <name>.png, summary.png (all of them in one figure,
+    titled with PSNR, mean std and split-R̂) and metrics.json; PNGs for 2D images only. Then the task's
+    `save_artifacts` hook adds files of its own (a mask, a 1D plot). Then it prints a warning line for each
+    result to read with care and keeps the reason a finished run has no valid result in `error` (`verdict`),
+    which the CLI turns into exit status 1.
 
     Also sends the current output (chain 0's) to image loggers every `image_every_n_steps` of the task,
     and the final images and summary.png at the end. `seconds` in metrics.json is the fitting time of the
@@ -82,9 +92,14 @@ class RunArtifacts(L.Callback):
         self.start_time = 0.0
         self.seconds_before = 0.0  # fitting time of the run's earlier parts (from the checkpoint resumed)
         self.written = False
+        self.first_step: int | None = None  # the step training started from (None: it has not started)
+        self.error: str | None = None  # why the finished run has no valid result (verdict.run_error), on rank 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start_time = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.first_step = trainer.global_step  # a resumed run's checkpoint is restored by now
 
     def seconds(self) -> float:
         """Fitting time so far, earlier parts of a resumed run included."""
@@ -106,7 +121,7 @@ class RunArtifacts(L.Callback):
         self.write(trainer, pl_module, interrupted=stopped)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if int(getattr(pl_module, "step", 0)) > 0:  # something was fitted: keep it
+        if self.first_step is not None and trainer.global_step > self.first_step:  # this run fitted steps: keep them
             self.write(trainer, pl_module, interrupted=True)
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, interrupted: bool = False) -> None:
@@ -143,7 +158,7 @@ class RunArtifacts(L.Callback):
             for name, image in images.items():
                 save_image(run_dir / f"{name}.png", image[0])
             save_summary(run_dir / "summary.png", _summary_panels(pl_module, images, metrics), selection.std,
-                         _std_title(selection.std), _summary_title(pl_module, metrics))
+                         _std_title(selection.std, metrics), _summary_title(pl_module, metrics))
             _log_figure(trainer, "images/summary", run_dir / "summary.png")
         pl_module.save_artifacts(run_dir, selection)
         write_metrics(run_dir / "metrics.json", metrics)
@@ -155,3 +170,6 @@ class RunArtifacts(L.Callback):
         if metrics.get("nonfinite_loss"):
             print(f"warning: the loss became non-finite (lower the learning rate); stopped after "
                   f"{metrics['steps']} steps and saved the best finite output (step {metrics.get('step_selected')})")
+        for line in run_warnings(metrics):
+            warn(line)
+        self.error = run_error(metrics)

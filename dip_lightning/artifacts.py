@@ -29,14 +29,6 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     raise RuntimeError(f"could not create a new run directory under {root}")
 
 
-def run_dir_of_checkpoint(checkpoint: str | Path) -> Path | None:
-    """The run directory a checkpoint belongs to (`<run dir>/checkpoints/<file>`, beside its config.yaml),
-    or None for a checkpoint kept elsewhere."""
-    folder = Path(checkpoint).resolve().parent
-    run_dir = folder.parent
-    return run_dir if folder.name == "checkpoints" and (run_dir / "config.yaml").is_file() else None
-
-
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] float -> uint8 on the CPU (clamped, x255, rounded), same shape."""
     return image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()

@@ -5,8 +5,13 @@ Runs every config x image x seed (a sweep over `--config`, `data.image` and `see
 sweep's resumable runner: rerunning, or adding a config, image or seed, runs only the missing cells)
 and writes bench.md and bench.csv: one row per config, one column per image and a mean column; each
 cell is the figure the config returns, psnr_posterior_mean for samplers and psnr_selected otherwise
-(coverage_95 in a second table for samplers), as mean ± std over the seeds. The observation is the
-same for every seed (`model.observation_seed`); a seed changes the network's initialisation and noise.
+(coverage_95 in a second table for samplers), as mean ± std over the seeds.
+
+Every cell of a column is the same problem: before running, each config's problem is built on each image
+and the configs must fit the same pixels and the same observation (`check_columns`); `--size` and `--crop`
+set `data.size` and `data.crop` for every config. bench.md states the problem in its header. The
+observation is the same for every seed (`model.observation_seed`); a seed changes the network's
+initialisation and noise.
 """
 
 from __future__ import annotations
@@ -17,12 +22,20 @@ import shlex
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .errors import InputError
 from .images import resolve_image_path
+from .resume import flag, flatten, shown_value
 from .runner import Outcome, Run, exit_if_incomplete, print_dry_run, run_all, split_extra_args
 from .summary import write_summary
+
+if TYPE_CHECKING:
+    import torch
+
+    from .tasks import RestorationTask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 FIGURES = {
@@ -71,13 +84,100 @@ def config_words(entry: str) -> list[str]:
     return words
 
 
+def fit_args(words: list[str], image: str, extra: list[str]) -> list[str]:
+    """The `fit` arguments of one config entry's `words` on `image`, EXTRA ARGS last (the seed aside)."""
+    return ["--config", words[0], *words[1:], f"--data.image={image}", *extra]
+
+
 def bench_runs(configs: list[str], images: dict[str, str], seeds: list[int], extra: list[str]) -> list[Run]:
     """The command line of every config x image x seed, EXTRA ARGS last."""
     words = {entry: config_words(entry) for entry in configs}
     return [Run({"config": entry, "image": label, "seed": seed},
-                (sys.executable, "-m", "dip_lightning", "fit", "--config", words[entry][0], *words[entry][1:],
-                 f"--data.image={image}", f"--seed_everything={seed}", *extra))
+                (sys.executable, "-m", "dip_lightning", "fit",
+                 *fit_args(words[entry], image, [f"--seed_everything={seed}", *extra])))
             for entry in configs for label, image in images.items() for seed in seeds]
+
+
+METHOD_OPTIONS = ("net", "strategy", "input_channels", "input_scale", "reg_noise_std", "ema_decay", "likelihood",
+                  "image_every_n_steps", "channels_last", "compile")
+"""Task options that say how a problem is fitted, not what it is: the configs of a bench may differ in them."""
+
+
+def problem_options(config: dict) -> dict[str, Any]:
+    """{flag: value} of the options that pose the problem: the task's class and its options other than
+    METHOD_OPTIONS, and the datamodule's class and options (the image aside: it is the column's)."""
+    method = tuple(f"model.init_args.{name}" for name in METHOD_OPTIONS)
+    leaves = flatten({"model": config.get("model"), "data": config.get("data")})
+    return {flag(key): value for key, value in leaves.items()
+            if not any(key == m or key.startswith(m + ".") for m in method) and key != "data.init_args.image"}
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def check_columns(configs: list[str], images: dict[str, str], extra: list[str]) -> str:
+    """Build each config's problem on each image (nothing runs) and refuse (InputError) a column whose configs would
+    fit different pixels or observations; return the sentence that states the problem, for bench.md's header."""
+    from .cli import resolve_config_args
+    from .fit import build_problem
+
+    words = {entry: config_words(entry) for entry in configs}
+    fitted = {}
+    for label, image in images.items():
+        built = {entry: build_problem(resolve_config_args(fit_args(words[entry], image, extra))) for entry in configs}
+        (first, (task, config)), *others = built.items()
+        for entry, (other, other_config) in others:
+            if _same_problem(task, other):
+                continue
+            differ = _differences(problem_options(config), problem_options(other_config))
+            raise InputError(
+                f"column {label} would compare different problems: {first} fits {_size(_fitted(task))} pixels, {entry} "
+                f"{_size(_fitted(other))}" + (f" ({', '.join(differ)})" if differ else
+                                              " (their networks crop to different multiples of 2^depth)")
+                + "\ngive bench --size and --crop (they set data.size and data.crop of every config), and the same "
+                  "task options to each config (quoted with it), so that every config fits the same observation")
+        fitted[label] = _size(_fitted(task))
+    return _problem_sentence(problem_options(config), fitted)
+
+
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """`--flag=ours / theirs` for each problem option whose values differ."""
+    keys = dict.fromkeys([*ours, *theirs])
+    return [f"{key}={shown_value(ours.get(key))} / {shown_value(theirs.get(key))}" for key in keys
+            if shown_value(ours.get(key)) != shown_value(theirs.get(key))]
+
+
+def _fitted(task: RestorationTask) -> tuple[int, ...]:
+    """The spatial size a task's network outputs: the pixels it fits."""
+    return tuple(task.output_size(task.observation[0]))
+
+
+def _same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _same_problem(task: RestorationTask, other: RestorationTask) -> bool:
+    """The same observation and the same ground truth (or none), exactly."""
+    return _same_tensor(task.observation, other.observation) and _same_tensor(task.ground_truth, other.ground_truth)
+
+
+def _problem_sentence(options: dict[str, Any], fitted: dict[str, str]) -> str:
+    """What every cell of a column fits: the task and its options, the image's size and crop, the pixels."""
+    task = str(options.pop("--model", "")).rsplit(".", 1)[-1]
+    options.pop("--data", None)
+    shown = " ".join(f"{key}={shown_value(value)}" for key, value in options.items())
+    if "--data.size" in options and "--data.crop" in options:  # an image datamodule: say it in words too
+        size, crop = options["--data.size"], options["--data.crop"]
+        image = "each image at its own size" if size is None else f"each image resized to {size} px on its longer side"
+        image += f", then its {crop}x{crop} centre crop" if crop is not None else ""
+        image += ", cropped to the network's multiple"
+    else:
+        image = "each image"
+    pixels = ", ".join(f"{label} {shape}" for label, shape in fitted.items())
+    return f"Every cell of a column is the same problem: {task} of {image} ({shown}); pixels fitted: {pixels}."
 
 
 def bench_table(outcomes: list[Outcome], name: str) -> list[dict]:
@@ -132,14 +232,14 @@ def _count(items: list, noun: str) -> str:
     return f"{len(items)} {noun}" + ("s" if len(items) != 1 else "")
 
 
-def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
-    """Write `out`/bench.md (the tables, the command, the run time) and `out`/bench.csv (the same
-    figures, one line per config x figure x column: mean, std, seeds)."""
+def write_bench(out: Path, outcomes: list[Outcome], command: str, problem: str) -> None:
+    """Write `out`/bench.md (the problem of every column, the tables, the command, the run time) and
+    `out`/bench.csv (the same figures, one line per config x figure x column: mean, std, seeds)."""
     labels = list(dict.fromkeys(o.run.params["image"] for o in outcomes))
     seeds = list(dict.fromkeys(o.run.params["seed"] for o in outcomes))
     configs = list(dict.fromkeys(o.run.params["config"] for o in outcomes))
     lines = [f"# bench: {_count(configs, 'config')} x {_count(labels, 'image')} x {_count(seeds, 'seed')}", "",
-             "```bash", command, "```", ""]
+             "```bash", command, "```", "", problem, ""]
     records, without_figure = [], False
     for name, caption in FIGURES.items():
         rows = bench_table(outcomes, name)
@@ -172,8 +272,8 @@ def write_bench(out: Path, outcomes: list[Outcome], command: str) -> None:
 
 
 def main(argv: list[str]) -> Path | None:
-    """`bench --configs A [B ...] --images DIR|FILE|NAME ... [--seeds 0 1 ...] [--jobs N] [--out DIR]
-    [--dry-run] [-- EXTRA ARGS]`."""
+    """`bench --configs A [B ...] --images DIR|FILE|NAME ... [--seeds 0 1 ...] [--size S] [--crop C] [--jobs N]
+    [--out DIR] [--dry-run] [-- EXTRA ARGS]`."""
     own, extra = split_extra_args(argv)
     parser = argparse.ArgumentParser(prog="python -m dip_lightning bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", required=True,
@@ -185,14 +285,36 @@ def main(argv: list[str]) -> Path | None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one GPU each when there are that many)")
     parser.add_argument("--out", type=Path, default=Path("outputs") / "bench", help="bench directory")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and their count, run nothing")
+    parser.add_argument("--size", type=_side, default=argparse.SUPPRESS,
+                        help="data.size of every run: resize each image's longer side to this (null: its own size)")
+    parser.add_argument("--crop", type=_side, default=argparse.SUPPRESS,
+                        help="data.crop of every run: the centre square of this side (null: the whole image)")
     args = parser.parse_args(own)
-    runs = bench_runs(args.configs, bench_images(args.images), args.seeds, extra)
+    extra = [*(f"--data.{key}={_null(getattr(args, key))}" for key in ("size", "crop") if hasattr(args, key)), *extra]
+    images = bench_images(args.images)
+    runs = bench_runs(args.configs, images, args.seeds, extra)
+    problem = check_columns(args.configs, images, extra)
     if args.dry_run:
+        print(problem)
         print_dry_run(runs, args.out)
         return None
     outcomes = run_all(runs, args.out, jobs=args.jobs, group=args.out.name, label="bench")
     write_summary(args.out, outcomes, {"psnr_selected": "psnr_selected", "psnr_posterior_mean": "psnr_posterior_mean",
                                        "coverage_95": "coverage_95"}, "bench")
-    write_bench(args.out, outcomes, shlex.join(["python", "-m", "dip_lightning", "bench", *argv]))
+    write_bench(args.out, outcomes, shlex.join(["python", "-m", "dip_lightning", "bench", *argv]), problem)
     exit_if_incomplete(outcomes, args.out)
     return args.out
+
+
+def _side(value: str) -> int | None:
+    """A --size / --crop value: a side in pixels (>= 1), or null."""
+    if value.lower() in ("null", "none"):
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a side in pixels (>= 1) or null")
+    return int(value)
+
+
+def _null(value: int | None) -> str:
+    return "null" if value is None else str(value)
+

@@ -10,9 +10,36 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InputError
 
 PROG = "python -m dip_lightning"
 VERBOSE_HINT = "(add --verbose for the parser's full report)"
+
+
+def check_yaml(path: str) -> str:
+    """`path`, once its text parses as YAML; else an InputError naming the file, the line and column, the fault,
+    and the line's text (the parser's own report names neither the file nor the fault)."""
+    import yaml
+
+    text = Path(path).read_text()
+    try:
+        yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        fault = err.problem or err.context or "not valid YAML"
+        if err.context and err.context_mark is not None and err.problem:
+            fault += f" ({err.context} at line {err.context_mark.line + 1})"
+        if fault == "mapping values are not allowed here":
+            fault += " (is a ':' missing on a line above, or this line's indentation off?)"
+        lines = text.splitlines()
+        shown = lines[mark.line].strip() if mark.line < len(lines) else ""
+        raise InputError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: {fault}"
+                         + (f"\n  line {mark.line + 1}: {shown}" if shown else "")) from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    return path
 
 
 def _close(word: str, candidates: Iterable[str]) -> str | None:
@@ -37,7 +64,7 @@ def _given(report: str) -> str | None:
 
 
 def _unknown_option(report: str, path: list[str], option: str) -> str:
-    from .options import class_options, find_class
+    from .options import find_class
 
     classes = re.findall(r"class_path[ =]'([\w.]+)'", report)
     name = classes[-1].rsplit(".", 1)[-1] if classes else "it"
@@ -47,7 +74,7 @@ def _unknown_option(report: str, path: list[str], option: str) -> str:
     accepted: list[str] = []
     if classes:
         try:
-            accepted = [o.name for o in class_options(find_class(classes[-1]))]
+            accepted = [o.name for o in find_class(classes[-1]).options]
         except Exception:  # noqa: BLE001  (the names only add a hint)
             accepted = []
     close = _close(option, accepted)

@@ -9,7 +9,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from .console import warn
 from .images import center_crop, load_image, resize_longer_side
+
+MAX_UPSCALE = 2.0
+"""`data.size` above this multiple of the file's longer side gets a warning: DIP would fit interpolated pixels."""
 
 
 class _Steps(IterableDataset):
@@ -38,7 +42,8 @@ class ImageData(L.LightningDataModule):
         crop: side of a centred square crop (of the resized image when `size` is given); None keeps the
             whole image.
         size: resize so that the longer side is `size` pixels, keeping the aspect ratio (antialiased
-            bicubic): a whole photo at a size a CPU fits quickly. None keeps the file's pixels.
+            bicubic): a whole photo at a size a CPU fits quickly. None keeps the file's pixels. Upscaling by
+            more than MAX_UPSCALE gets a warning.
         is_observation: the file is the degraded observation itself (a real noisy photo): there is no
             ground truth, so no ground-truth metrics and only blind stopping.
     """
@@ -50,6 +55,11 @@ class ImageData(L.LightningDataModule):
         self.is_observation = is_observation
         source = load_image(image)  # loaded now, so that bad input fails before anything runs
         self.source_size: tuple[int, int] = tuple(source.shape[-2:])  # (H, W) of the file
+        if size is not None and size > MAX_UPSCALE * max(self.source_size):
+            height, width = self.source_size
+            warn(f"data.size={size} upscales the {height}x{width} image {size / max(height, width):.1f}x: the network "
+                 f"then fits the interpolation's blur, not detail of the photo; give a larger image, or data.size=null "
+                 f"to fit its own pixels")
         self.image = self.transform(source)  # (C, H', W') in [0, 1]
 
     def transform(self, image: torch.Tensor) -> torch.Tensor:

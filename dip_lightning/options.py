@@ -3,6 +3,10 @@ datamodule, each with the command-line flag that sets it in a `fit` run, its typ
 
 `options Inpaint SGLD` shows those two classes; `options --config inpaint.yaml` the four classes a config
 uses, with the config's values; `options` alone lists the shipped classes of each kind.
+
+The shipped classes are described by `ClassInfo` records read from `options_index.json` while it is up to date
+(`options_index`: no torch or Lightning import, so `options` answers in a fraction of a second), else from the
+classes themselves; any other class (`module.Class`) is always imported and read.
 """
 
 from __future__ import annotations
@@ -57,6 +61,23 @@ class Option:
     help: str
 
 
+@dataclass(frozen=True)
+class ClassInfo:
+    """What `options` says about a class: its `name`, the `path` it is imported by (module.Class, the module that
+    defines it), its kind's label, the first line and the first paragraph of its docstring, and its options."""
+
+    name: str
+    path: str
+    kind: str
+    headline: str
+    summary: str
+    options: tuple[Option, ...]
+
+    @property
+    def kind_info(self) -> Kind:
+        return next(kind for kind in KINDS if kind.label == self.kind)
+
+
 def _import(path: str) -> type:
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
@@ -67,8 +88,8 @@ def _is_concrete(cls: type) -> bool:
     return not any(getattr(getattr(cls, name, None), "__isabstractmethod__", False) for name in dir(cls))
 
 
-def shipped(kind: Kind) -> dict[str, type]:
-    """The concrete classes of `kind` that dip_lightning ships, by class name."""
+def shipped_classes(kind: Kind) -> dict[str, type]:
+    """The concrete classes of `kind` that dip_lightning ships, by class name (imports them)."""
     base = _import(kind.base)
     found = {}
     for module_name in kind.modules:
@@ -81,6 +102,24 @@ def shipped(kind: Kind) -> dict[str, type]:
     return found
 
 
+def shipped(kind: Kind) -> dict[str, ClassInfo]:
+    """The records of the concrete classes of `kind` that dip_lightning ships, by class name: from the index while
+    it is up to date, else from the classes."""
+    from .options_index import load
+
+    index = load()
+    if index is not None:
+        return {info.name: info for info in index if info.kind == kind.label}
+    return {name: class_info(cls) for name, cls in shipped_classes(kind).items()}
+
+
+def class_info(cls: type) -> ClassInfo:
+    """The record of a class, read from the class itself."""
+    doc = inspect.getdoc(cls) or ""
+    return ClassInfo(cls.__name__, f"{cls.__module__}.{cls.__name__}", kind_of(cls).label, doc.split("\n", 1)[0],
+                     doc.split("\n\n", 1)[0].replace("\n", " "), tuple(class_options(cls)))
+
+
 def kind_of(cls: type) -> Kind:
     """The kind a class belongs to (the first whose base it subclasses)."""
     for kind in KINDS:
@@ -89,15 +128,23 @@ def kind_of(cls: type) -> Kind:
     raise InputError(f"{cls.__module__}.{cls.__qualname__} is not a task, strategy, network or datamodule")
 
 
-def find_class(name: str) -> type:
-    """A shipped class by name (any case), or any class by import path `module.Class`."""
-    classes = {key: cls for kind in KINDS for key, cls in shipped(kind).items()}
-    by_lower = {key.lower(): cls for key, cls in classes.items()}
+def find_class(name: str) -> ClassInfo:
+    """A shipped class by name (any case) or by either import path (`dip_lightning.strategies.SGLD`,
+    `dip_lightning.strategies.sgld.SGLD`), or any class by import path `module.Class`."""
+    classes = {key: info for kind in KINDS for key, info in shipped(kind).items()}
+    by_lower = {key.lower(): info for key, info in classes.items()}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
+    for kind in KINDS:  # the path a config names: the kind's module, then the class
+        for module in kind.modules:
+            if name.startswith(f"{module}.") and name.removeprefix(f"{module}.") in classes:
+                return classes[name.removeprefix(f"{module}.")]
+    by_path = {info.path: info for info in classes.values()}
+    if name in by_path:
+        return by_path[name]
     if "." in name:
         try:
-            return _import(name)
+            return class_info(_import(name))
         except (ImportError, AttributeError, ValueError):
             raise InputError(f"cannot import {name!r}: give module.Class importable from the Python path") from None
     close = difflib.get_close_matches(name, list(classes), n=1, cutoff=0.5)
@@ -135,13 +182,12 @@ def class_options(cls: type) -> list[Option]:
     return options
 
 
-def describe(cls: type, values: dict | None = None, width: int | None = None) -> str:
-    """The options of `cls` with their flags, types, defaults (or the config's `values`) and help."""
-    kind = kind_of(cls)
+def describe(info: ClassInfo, values: dict | None = None, width: int | None = None) -> str:
+    """The options of a class with their flags, types, defaults (or the config's `values`) and help."""
+    kind = info.kind_info
     width = width or min(120, shutil.get_terminal_size((100, 24)).columns)
-    summary = (inspect.getdoc(cls) or "").split("\n\n", 1)[0].replace("\n", " ")
-    lines = [f"{cls.__name__} ({kind.label}, {cls.__module__}.{cls.__name__}): {summary}"]
-    for option in class_options(cls):
+    lines = [f"{info.name} ({kind.label}, {info.path}): {info.summary}"]
+    for option in info.options:
         value = (values or {}).get(option.name, option.default)
         if isinstance(value, dict):
             value = _default_text(value)
@@ -159,7 +205,7 @@ def describe(cls: type, values: dict | None = None, width: int | None = None) ->
     return "\n".join(lines)
 
 
-def config_classes(path: str) -> list[tuple[type, dict]]:
+def config_classes(path: str) -> list[tuple[ClassInfo, dict]]:
     """The task, strategy, network and datamodule a config names, each with the init_args it gives."""
     from .cli import find_config
 
@@ -178,9 +224,8 @@ def overview() -> str:
     lines = [f"usage: {PROG} NAME [NAME ...] | --config FILE", ""]
     for kind in KINDS:
         lines.append(f"{kind.plural} (options --{kind.key}.NAME):")
-        for name, cls in shipped(kind).items():
-            summary = (inspect.getdoc(cls) or "").split("\n", 1)[0]
-            lines.append(f"  {name:<16} {summary}")
+        for name, info in shipped(kind).items():
+            lines.append(f"  {name:<16} {info.headline}")
     lines += ["", f"e.g. {PROG} Inpaint SGLD, or {PROG} --config inpaint.yaml for a config's classes with its values"]
     return "\n".join(lines)
 

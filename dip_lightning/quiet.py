@@ -25,3 +25,15 @@ def silence_library_noise() -> None:
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _not_litlogger_tip not in rank_zero.filters:
         rank_zero.addFilter(_not_litlogger_tip)
+
+
+def one_line_warnings() -> None:
+    """Print each Python warning as one `warning: ...` line, like the CLI's own (the default format adds the file,
+    the line number and the source line that raised it); a warning other than a UserWarning keeps its category
+    and origin in parentheses."""
+    def formatted(message, category, filename, lineno, line=None) -> str:
+        origin = "" if category is UserWarning else f" ({category.__name__}, {filename}:{lineno})"
+        return f"warning: {message}{origin}\n"
+
+    warnings.formatwarning = formatted
+

@@ -8,15 +8,16 @@ thread that another process has descheduled. docs/benchmarks.md ("CPU threads") 
 from __future__ import annotations
 
 import os
-
-import torch
+import sys
 
 from .errors import InputError
 
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Environment variables that set the thread count: when one is set, it wins over the default."""
 
-_THREADS_AT_IMPORT = torch.get_num_threads()  # a later difference means the program chose a number itself
+# torch's thread count when this module was imported (a later difference means the program chose a number itself);
+# None when torch was not imported yet: it is imported by `apply_threads`, with its own default then
+_THREADS_AT_IMPORT = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
 
 
 def available_cpus() -> int:
@@ -38,7 +39,10 @@ def apply_threads(requested: int | None = None) -> int:
     """
     if requested is not None and requested < 1:
         raise InputError(f"--threads {requested}: give a number of threads >= 1")
-    user_set = any(os.environ.get(name) for name in USER_VARIABLES) or torch.get_num_threads() != _THREADS_AT_IMPORT
+    import torch  # here, not at the top: `--help` and `options` start without torch
+
+    at_import = torch.get_num_threads() if _THREADS_AT_IMPORT is None else _THREADS_AT_IMPORT
+    user_set = any(os.environ.get(name) for name in USER_VARIABLES) or torch.get_num_threads() != at_import
     if requested is None and user_set:
         return torch.get_num_threads()
     threads = requested or default_threads()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -73,9 +74,29 @@ class CtrlCAt(L.Callback):
                 os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.fixture
-def one_thread():
-    """Run a test on one torch thread (GP solves; avoids oversubscription stalls when the CPU is shared)."""
+class RaiseAt(L.Callback):
+    """Fails (RuntimeError) at the start of step `step`: a run that breaks down part of the way through."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step + 1 == self.step:
+            raise RuntimeError(f"broken at step {self.step}")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: SHA-256} of every file under `folder`: equal dicts mean byte-identical contents."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch):
+    """Every test runs torch on one thread, and so do the processes it starts (OMP_NUM_THREADS): a fitted result
+    depends on the thread count (float rounding), so pinning it makes each test repeat exactly on a machine,
+    whatever its core count, its load, or the thread count an earlier test left behind."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

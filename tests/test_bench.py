@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from dip_lightning.artifacts import save_image
-from dip_lightning.bench import bench_table
+from dip_lightning.bench import bench_table, write_bench
 from dip_lightning.images import load_image
 from dip_lightning.runner import Outcome, Run
 
@@ -24,14 +24,17 @@ def table_rows(markdown: str, caption: str) -> dict[str, list[str]]:
             for line in block.splitlines()[2:]}
 
 
+@pytest.mark.slow
 def test_bench_writes_the_papers_table_and_reruns_only_new_cells(capsys, tmp_path):
+    """Six real runs, each its own process (about a minute on 2 cores beside another job): the default suite has
+    the table, bench.md and the column check without runs (the tests below)."""
     images = tmp_path / "images"
     images.mkdir()
     for name in ("astronaut", "chelsea"):
         save_image(images / f"{name}.png", load_image(name, 32))
     (images / "notes.txt").write_text("not an image: skipped")
     out = tmp_path / "bench"
-    args = ["bench", "--images", str(images), "--jobs", "2", "--out", str(out)]
+    args = ["bench", "--images", str(images), "--size", "null", "--jobs", "2", "--out", str(out)]
     _, stdout, err, code = run_cli(capsys, *args, "--configs", "denoise.yaml", SGLD, "--", *TINY_RUN)
     assert code == 0, err
     runs = {(r["config"], r["image"]): r for r in csv.DictReader((out / "summary.csv").open())}
@@ -39,6 +42,11 @@ def test_bench_writes_the_papers_table_and_reruns_only_new_cells(capsys, tmp_pat
     metrics = {key: json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for key, r in runs.items()}
     assert metrics["denoise.yaml", "astronaut"]["steps"] == 30  # EXTRA ARGS reached the runs
     markdown = (out / "bench.md").read_text()
+    assert ("Every cell of a column is the same problem: Denoise of each image at its own size, then its 32x32 centre "
+            "crop, cropped to the network's multiple (") in markdown
+    assert "--model.sigma=25.0" in markdown and "; pixels fitted: astronaut 32x32, chelsea 32x32." in markdown
+    observed = {key: m["psnr_observation_input"] for key, m in metrics.items()}
+    assert all(observed["denoise.yaml", image] == observed[SGLD, image] for image in ("astronaut", "chelsea"))
     psnr = table_rows(markdown, "PSNR (dB)")
     assert psnr[SGLD][0] == "psnr_posterior_mean" and psnr["denoise.yaml"][0] == "psnr_selected"
     for config, key in (("denoise.yaml", "psnr_selected"), (SGLD, "psnr_posterior_mean")):
@@ -82,3 +90,42 @@ def test_table_cells_are_mean_and_std_over_seeds_and_the_mean_column_averages_im
     no_samples = outcome("sgld", "c", 0, psnr_selected=18.0, samples=0)  # a sampler that took no sample
     (_, sgld), = [bench_table(outcomes + [no_samples], "psnr")]
     assert sgld["figure"] == "psnr_posterior_mean" and sgld["c"] == (None, None, 0) and "c" not in sgld["failed"]
+
+
+def test_configs_that_would_fit_different_pixels_in_one_column_are_refused_before_anything_runs(capsys, tmp_path):
+    """denoise.yaml fits each photo resized to 128 px, sgld_denoise.yaml its 64x64 centre crop; bench's --size and
+    --crop make them one problem (the README's example)."""
+    args = ["bench", "--configs", "denoise.yaml", "sgld_denoise.yaml", "--images", "astronaut", "chelsea",
+            "--out", str(tmp_path / "bench"), "--dry-run"]
+    _, out, err, code = run_cli(capsys, *args)
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(errors) == 2 and not (tmp_path / "bench").exists(), err
+    assert errors[0] == ("error: column astronaut would compare different problems: denoise.yaml fits 128x128 pixels, "
+                         "sgld_denoise.yaml 64x64 (--data.crop=null / 64, --data.size=128 / null)")
+    assert "give bench --size and --crop" in errors[1]
+    _, out, err, code = run_cli(capsys, *args, "--crop", "64")  # a 64 crop of 128 px or of the whole photo
+    assert code == 2 and "sgld_denoise.yaml 64x64 (--data.size=128 / null)" in err
+    _, out, err, code = run_cli(capsys, *args, "--size", "128", "--crop", "64")
+    assert code == 0, err
+    assert ("Every cell of a column is the same problem: Denoise of each image resized to 128 px on its longer side, "
+            "then its 64x64 centre crop") in out and "pixels fitted: astronaut 64x64, chelsea 64x64." in out
+    assert out.count("--data.size=128 --data.crop=64") == 4  # each of the 2 x 2 command lines
+
+
+def test_bench_md_states_the_problem_and_gives_mean_and_std_over_seeds(tmp_path):
+    outcomes = [outcome("sgd", "a", 0, psnr_selected=20.0), outcome("sgd", "a", 1, psnr_selected=22.0),
+                outcome("sgld", "a", 0, psnr_posterior_mean=25.0, coverage_95=0.9),
+                outcome("sgld", "a", 1, psnr_posterior_mean=27.0, coverage_95=0.94)]
+    problem = "Every cell of a column is the same problem: Denoise of each image at its own size (...)."
+    write_bench(tmp_path, outcomes, "python -m dip_lightning bench ...", problem)
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.startswith("# bench: 2 configs x 1 image x 2 seeds\n") and f"\n{problem}\n" in markdown
+    psnr = table_rows(markdown, "PSNR (dB)")
+    assert psnr["sgd"][:3] == ["psnr_selected", f"21.00 ± {2 ** 0.5:.2f}", f"21.00 ± {2 ** 0.5:.2f}"]
+    assert psnr["sgld"][:2] == ["psnr_posterior_mean", f"26.00 ± {2 ** 0.5:.2f}"]
+    assert table_rows(markdown, "coverage_95")["sgld"][0] == f"0.920 ± {0.04 / 2 ** 0.5:.3f}"
+    rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert {(r["config"], r["figure"], r["image"]) for r in rows} == {
+        ("sgd", "psnr_selected", "a"), ("sgd", "psnr_selected", "mean"), ("sgld", "psnr_posterior_mean", "a"),
+        ("sgld", "psnr_posterior_mean", "mean"), ("sgld", "coverage_95", "a"), ("sgld", "coverage_95", "mean")}
+

@@ -1,6 +1,7 @@
 """The real entry point on tiny problems: artifacts, metrics, config handling, reproducibility."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -217,3 +218,94 @@ def test_a_whole_photo_resized_by_data_size_keeps_its_aspect_ratio(capsys, tmp_p
     run_dir, metrics = fit_tiny(capsys, tmp_path, "--data.crop=null", "--data.image=chelsea", "--data.size=40",
                                 "--trainer.max_steps=3")
     assert load_image(run_dir / "restored.png").shape == (3, 24, 40)  # chelsea is 300x451: 27x40, cropped to 24x40
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model.sigma=-5"], "model.sigma=-5.0: the noise std must be a finite number >= 0"),
+    (["--model.sigma=.inf"], "model.sigma=inf: the noise std must be a finite number >= 0"),
+    (["--model.sigma=nan"], "--model.sigma expects a float, got 'nan'"),
+    (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1000"],  # burn_in 1000: no sample
+     "trainer.max_steps=1000 with model.strategy.burn_in=1000 and thin=10 plans 0 posterior samples"),
+    (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1015"], "plans 1 posterior samples (2 are needed): "
+                                                                    "give trainer.max_steps >= 1020"),
+])
+def test_bad_values_are_refused_in_one_line_and_leave_nothing(capsys, tmp_path, args, message):
+    config, args = (args[:2], args[2:]) if args[0] == "--config" else (["--config", "denoise"], args)
+    run_dir, out, err, code = run_cli(capsys, "fit", *config, *TINY, f"--trainer.default_root_dir={tmp_path}", *args)
+    errors = _error_lines(err)
+    assert code == 2 and run_dir is None and len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())
+
+
+def test_an_image_upscaled_more_than_twice_warns_and_one_below_the_networks_minimum_is_refused(capsys, tmp_path):
+    from dip_lightning.artifacts import save_image
+
+    save_image(tmp_path / "tiny.png", torch.rand(3, 5, 5))
+    args = ["fit", "--config", "denoise", *TINY, f"--trainer.default_root_dir={tmp_path / 'runs'}",
+            f"--data.image={tmp_path / 'tiny.png'}", "--data.crop=null", "--trainer.max_steps=3"]
+    run_dir, out, err, code = run_cli(capsys, *args, "--data.size=128")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warnings) == 1 and "data.size=128 upscales the 5x5 image 25.6x" in warnings[0], err
+    assert load_image(run_dir / "restored.png").shape == (3, 128, 128)
+    _, _, err, code = run_cli(capsys, *args, "--data.size=10")  # 2x: no warning
+    assert code == 0 and "warning:" not in err, err
+    shutil.rmtree(tmp_path / "runs")
+    run_dir, _, err, code = run_cli(capsys, *args, "--data.size=null")  # its own 5 px: below the net's 8
+    errors = _error_lines(err)
+    assert code == 2 and run_dir is None and len(errors) == 1 and "5x5 image is too small" in errors[0], err
+    assert "model.net.depth=1" in errors[0] and "data.crop" not in errors[0]  # a crop cannot enlarge an image
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_its_files(capsys, tmp_path):
+    """sigma 1 given for an observation with noise 25: no weights fit it to within 3 sigma², every chain leaves the
+    band after burn-in and no sample is taken."""
+    from dip_lightning.artifacts import save_image
+
+    noisy = (load_image("astronaut", 32) + 25 / 255 * torch.randn(3, 32, 32)).clamp(0, 1)
+    save_image(tmp_path / "noisy.png", noisy)
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
+                                      f"--trainer.default_root_dir={tmp_path}",
+                                      f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
+                                      "--model.sigma=1", "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                      "--trainer.max_steps=60")
+    errors = _error_lines(err)
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert "no posterior: 0 of 25 planned posterior samples" in errors[0] and "every chain left the band" in errors[0]
+    assert "model.sigma is likely below the observation's real noise" in errors[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())  # the results it has are written
+    assert metrics["samples"] == 0 and (run_dir / "restored.png").is_file() and (run_dir / "summary.png").is_file()
+
+
+def test_chains_that_did_not_mix_get_one_warning_line_and_rhat_in_the_std_panel(capsys, tmp_path):
+    from dip_lightning.callbacks.artifacts import _std_title
+
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
+                                      f"--trainer.default_root_dir={tmp_path}", "--model.strategy.chains=2",
+                                      "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                      "--model.strategy.max_mse_ratio=1e9", "--trainer.max_steps=50")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and metrics["rhat_p99"] > 1.1, err  # two chains of 20 samples each, from different starts
+    assert warnings == [f"warning: the chains did not mix: split-R̂ p99 {metrics['rhat_p99']:.2f} > 1.1 (median "
+                        f"{metrics['rhat_median']:.2f}; rhat.png maps it), so the posterior std is too small where "
+                        f"R̂ is high: run longer (trainer.max_steps) or more chains (model.strategy.chains)"], err
+    title = _std_title(torch.full((3, 4, 4), 0.1), metrics)
+    assert f"split-R̂ median {metrics['rhat_median']:.2f}, p99 {metrics['rhat_p99']:.2f}" in title
+
+
+def test_a_yaml_syntax_error_names_the_file_the_line_and_the_fault(capsys, tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("model:\n  class_path: dip_lightning.tasks.Denoise\n  init_args:\n    sigma 25\n    "
+                      "likelihood: gaussian\n")
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path}")
+    report = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and run_dir is None and len(report) == 2, err
+    assert report[0].startswith(f"error: {config}, line 5, column 15: mapping values are not allowed here"), err
+    assert report[1] == "  line 5: likelihood: gaussian"
+    _, _, err, code = run_cli(capsys, "options", "--config", str(config))
+    assert code == 2 and f"error: {config}, line 5" in err

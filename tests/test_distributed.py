@@ -2,7 +2,6 @@
 and the cross-process merge of moments, exact."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -19,10 +18,9 @@ TWO_PROCESSES = ["--trainer.accelerator=cpu", "--trainer.devices=2"]
 
 
 def _fit_two_processes(tmp_path, config: str, *args: str):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--config", config, *TINY, *TWO_PROCESSES,
                              f"--trainer.default_root_dir={tmp_path}", *args], capture_output=True, text=True,
-                            timeout=300, env=env)
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = [line for line in result.stdout.splitlines() if line.startswith("outputs: ")]
     assert len(outputs) == 1, result.stdout  # one process reports
@@ -52,7 +50,10 @@ def test_two_processes_sample_independent_chains_and_pool_them(tmp_path):
     assert len(metrics["psnr_per_chain"]) == 2 and "rhat_median" in metrics and (run_dir / "rhat.png").is_file()
 
 
+@pytest.mark.slow
 def test_two_processes_of_sgd_restarts_average_their_outputs(tmp_path):
+    """Slow (about half a minute on 2 cores beside another job): the default suite runs two processes through the
+    CLI with SGLD (above), and SGD restarts averaged in one process (tests/test_chains.py)."""
     run_dir, metrics, checkpoints = _fit_two_processes(tmp_path, "denoise", "--model.strategy.stopping=fixed")
     assert metrics["chains"] == 2 and len(metrics["psnr_per_chain"]) == 2 and metrics["steps"] == 30
     outputs = torch.cat([c["state_dict"]["output"] for c in checkpoints])
@@ -60,6 +61,20 @@ def test_two_processes_of_sgd_restarts_average_their_outputs(tmp_path):
     truth = checkpoints[0]["state_dict"]["ground_truth"]
     psnr = float(10 * torch.log10(1 / (outputs.mean(0) - truth[0]).square().mean()))
     assert metrics["psnr_selected"] == pytest.approx(psnr, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_from_its_checkpoint_alone(tmp_path):
+    """Resumed to go on longer: each process writes its own checkpoint into the resumed part's staging folder,
+    and both land in the run directory."""
+    run_dir, _, _ = _fit_two_processes(tmp_path, "denoise", "--model.strategy.stopping=fixed")
+    result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--trainer.max_steps=40",
+                             f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 40 and not (run_dir / ".resume").exists()
+    for name in ("last.ckpt", "last.rank1.ckpt"):
+        assert torch.load(run_dir / "checkpoints" / name, weights_only=False)["global_step"] == 40, name
 
 
 def test_moments_pooled_across_processes_equal_those_of_all_samples(tmp_path):
@@ -76,12 +91,11 @@ def test_moments_pooled_across_processes_equal_those_of_all_samples(tmp_path):
 @pytest.mark.slow
 def test_torchrun_launches_the_same_run(tmp_path):
     """torchrun starts the processes itself: they agree on one run directory named after the rendezvous."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "-m", "dip_lightning", "fit", "--config", "sgld_denoise", *TINY, *TWO_PROCESSES,
                              "--model.strategy.burn_in=10", "--model.strategy.thin=2",
                              "--model.strategy.max_mse_ratio=1e9", f"--trainer.default_root_dir={tmp_path}"],
-                            capture_output=True, text=True, timeout=300, env=env)
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     assert [line for line in result.stdout.splitlines() if line.startswith("outputs: ")] == [f"outputs: {run_dir}"]

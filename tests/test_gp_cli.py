@@ -17,8 +17,8 @@ from dip_lightning.tasks import Denoise, Inpaint
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch, one_thread):
-    """A kernel cache of the test's own, on one thread."""
+def private_cache(tmp_path, monkeypatch):
+    """A kernel cache of the test's own."""
     monkeypatch.setenv("DIP_LIGHTNING_CACHE", str(tmp_path / "cache"))
 
 
@@ -95,7 +95,8 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_dip_kernel_beats_the_paper_and_matches_the_dense_solve(camera64):
-    """GP with the 2-scale DIP kernel from 10 network samples: ≥ 26.2 dB; CG = dense within 1e-3."""
+    """GP with the 2-scale DIP kernel from 10 network samples: ≥ 26.2 dB; CG = dense within 1e-3. Over mask and
+    network seeds 0-4 (`python benchmarks/test_tolerances.py gp`) it gave 26.77-27.29 dB (26.80 at seed 0)."""
     clean, observation, mask = camera64
     cg = restore(observation, mask, kernel=KernelConfig(cache=False), variance_samples=0)
     assert _psnr(cg.restored, clean) >= 26.2
@@ -104,8 +105,10 @@ def test_dip_kernel_beats_the_paper_and_matches_the_dense_solve(camera64):
 
 
 def test_fitted_rbf_kernel_is_close_to_the_paper(camera64):
-    """GP with an RBF kernel fitted by marginal likelihood: close to the paper's 25.78 dB, below the DIP kernel."""
+    """GP with an RBF kernel fitted by marginal likelihood: close to the paper's 25.78 dB, below the DIP kernel.
+    Over mask seeds 0-4 (`python benchmarks/test_tolerances.py gp`) it gave 25.92-26.24 dB (25.98 at seed 0) and
+    lengthscales 2.36-2.61 px: the bound 25.8 ± 0.8 dB leaves 0.36 dB above the highest."""
     clean, observation, mask = camera64
     rbf = restore(observation, mask, kernel=KernelConfig(type="rbf"), variance_samples=0)
-    assert abs(_psnr(rbf.restored, clean) - 25.8) <= 0.5
+    assert abs(_psnr(rbf.restored, clean) - 25.8) <= 0.8
     assert 1.5 < rbf.info["rbf_lengthscale"] < 4

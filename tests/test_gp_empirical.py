@@ -10,7 +10,6 @@ from dip_lightning.gp.empirical import build_net, estimate_kernel, inference_ker
 from dip_lightning.gp.stationary import negative_ratio
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _skip(width: int = 32, depth: int = 2, **extra) -> dict:

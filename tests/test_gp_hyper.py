@@ -10,7 +10,6 @@ from dip_lightning.gp.kernels import rbf_kernel, rbf_radius
 from dip_lightning.gp.stationary import GridCovariance
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _draw(table: torch.Tensor, side: int, noise_var: float, channels: int = 2, seed: int = 0):

@@ -12,7 +12,6 @@ from dip_lightning.gp.kernels import rbf_kernel, rbf_radius
 from dip_lightning.gp.stationary import GridCovariance
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _rbf(lengthscale: float = 2.0, variance: float = 0.05) -> torch.Tensor:

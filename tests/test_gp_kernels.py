@@ -12,7 +12,6 @@ from dip_lightning.gp.kernels import (conv_net_kernel, leaky_relu_step, rbf_kern
                                       smoothed_noise_kernel)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # GP timings and solves are single-threaded
 
 
 def _gaussian_pair_moment(rho: float, phi, n: int = 2_000_000) -> float:

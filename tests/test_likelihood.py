@@ -126,10 +126,14 @@ def test_the_step_exposes_the_interior_mse_and_the_langevin_guard_reads_it():
 
 
 def test_sgd_runs_under_either_likelihood(capsys, tmp_path):
+    """30 steps of the tiny problem, seed 0 on one thread (conftest). The bound is the spread measured over seeds
+    (`python benchmarks/test_tolerances.py likelihood`, seeds 0-9): |censored - gaussian| ranged 0.006-0.80 dB
+    (0.75 dB at seed 0); 1.2 dB is 1.5x the largest. Another thread count or CPU perturbs the run as another seed
+    does."""
     censored_dir, censored = fit_tiny(capsys, tmp_path, "--model.strategy.stopping=fixed")
     gaussian_dir, gaussian = fit_tiny(capsys, tmp_path, "--model.strategy.stopping=fixed",
                                       "--model.likelihood=gaussian")
     assert "likelihood: censored" in (censored_dir / "config.yaml").read_text()
     assert "likelihood: gaussian" in (gaussian_dir / "config.yaml").read_text()
     assert censored["psnr_selected"] != gaussian["psnr_selected"]  # the clipped entries are fitted differently
-    assert abs(censored["psnr_selected"] - gaussian["psnr_selected"]) < 1.0
+    assert abs(censored["psnr_selected"] - gaussian["psnr_selected"]) < 1.2

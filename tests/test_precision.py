@@ -40,11 +40,15 @@ def test_bf16_mixed_keeps_weights_states_and_moments_float32(capsys, tmp_path, s
     assert float_dtypes(checkpoint["callbacks"]) == {torch.float32}  # posterior moments, guards
 
 
-def test_bf16_mixed_matches_float32_within_a_tenth_of_a_db(capsys, tmp_path):
-    """Seeded SGD (Adam), 300 steps on a 32x32 crop: measured 27.015 dB (float32) and 26.933 dB (bf16-mixed)."""
+def test_bf16_mixed_lands_within_the_spread_of_float32(capsys, tmp_path):
+    """SGD (Adam), 300 steps on a 32x32 crop, seed 0 on one thread (conftest): 27.015 dB in float32, 26.933 dB in
+    bf16-mixed here. The bound is the spread measured over seeds and thread counts
+    (`python benchmarks/test_tolerances.py bf16`, seeds 0-9 on one thread and 0-5 on two): |bf16 - float32|
+    ranged 0.02-0.51 dB, while float32 itself ranged 26.11-27.19 dB over the seeds (std 0.38 dB). 0.75 dB is 1.5x
+    the largest difference measured: bf16 rounding moves the result about as much as another seed, no more."""
     _, fp32 = fit_tiny(capsys, tmp_path, *COMPARE)
     _, bf16 = fit_tiny(capsys, tmp_path, *COMPARE, "--trainer.precision=bf16-mixed")
-    assert abs(bf16["psnr_selected"] - fp32["psnr_selected"]) < 0.1
+    assert abs(bf16["psnr_selected"] - fp32["psnr_selected"]) < 0.75
 
 
 @pytest.mark.slow
@@ -74,7 +78,7 @@ def test_samplers_refuse_scaled_gradients_and_half_weights(precision):
 
 
 def test_a_run_in_a_precision_the_sampler_cannot_take_is_refused_and_leaves_nothing(capsys, tmp_path):
-    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise.yaml", *TINY,
+    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise.yaml", *TINY, *SAMPLE,
                               f"--trainer.default_root_dir={tmp_path}", "--trainer.precision=bf16-true")
     assert code != 0 and "trainer.precision=bf16-true with sampler=psgld" in err
     assert not any(tmp_path.iterdir())

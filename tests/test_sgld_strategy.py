@@ -1,6 +1,7 @@
 """The SGLD strategy on tiny problems: posterior artifacts and metrics, temperature, freeze, divergence guard."""
 
 import csv
+import json
 import math
 import warnings
 from types import SimpleNamespace
@@ -105,7 +106,7 @@ def test_metropolis_refuses_what_it_cannot_adjust():
 
 
 def test_noise_free_sampling_fails_in_one_line_and_the_paper_mode_is_labelled(capsys, tmp_path):
-    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, "--model.sigma=0",
+    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, *CHAIN, "--model.sigma=0",
                               f"--trainer.default_root_dir={tmp_path}")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: sampler=psgld needs the observation's")
     assert not any(tmp_path.iterdir())  # the refused run leaves no directory
@@ -148,10 +149,12 @@ def test_init_prior_is_pytorchs_init_scale_per_layer_by_name_and_holds_weights_t
 def test_a_chain_never_in_band_has_left_and_is_not_reset(capsys, tmp_path):
     # no output fits the observation to 0.01 sigma²: the chain was never in band at a check, so it has no state
     # to go back to: it has left at the first step after burn-in (not reset to its initialisation), and the run
-    # stops at the next check
-    run_dir, metrics = fit_tiny(capsys, tmp_path, "--model.strategy.burn_in=5", "--model.strategy.thin=1",
-                                "--model.strategy.max_mse_ratio=0.01", "--trainer.max_steps=200",
-                                config="sgld_denoise")
+    # stops at the next check, writes what it has and exits 1: no posterior
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, "--model.strategy.burn_in=5",
+                                    "--model.strategy.thin=1", "--model.strategy.max_mse_ratio=0.01",
+                                    "--trainer.max_steps=200", f"--trainer.default_root_dir={tmp_path}")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("error: no posterior: 0 of 195"), err
+    metrics = json.loads((run_dir / "metrics.json").read_text())  # written all the same
     assert "chain_recoveries" not in metrics and metrics["chain_left_band_step"] == [5]
     assert metrics["steps"] == 25  # stopped at the first check
     assert metrics["samples"] == 0 and "psnr_posterior_mean" not in metrics  # every sample was vetoed
@@ -160,8 +163,11 @@ def test_a_chain_never_in_band_has_left_and_is_not_reset(capsys, tmp_path):
 
 @pytest.mark.parametrize(("sampler", "lr"), [("psgld", 0.01), ("sgld", 3.0)])
 def test_a_chain_kicked_out_of_the_band_recovers_and_keeps_sampling(capsys, tmp_path, sampler, lr):
-    # chain 1's weights are scrambled at step 50: its output leaves the band, it goes back to its weights of
-    # the last check (step 25) at half its step size, and it samples to the end
+    """Chain 1's weights are scrambled at step 50: its output leaves the band, it goes back to its weights of the
+    last check (step 25) at half its step size, and it samples to the end. Its posterior mean then lands as near
+    chain 0's as two chains do: |chain 1 - chain 0| was 0.39-3.82 dB (psgld) and 0.006-1.44 dB (sgld) over seeds
+    0-9 on one thread (`python benchmarks/test_tolerances.py kick`); the bound, 6 dB, is 1.5x the largest. Another
+    thread count or CPU perturbs the run as another seed does."""
     run_dir, metrics = fit_tiny(capsys, tmp_path, f"--model.strategy.sampler={sampler}", f"--model.strategy.lr={lr}",
                                 "--model.strategy.chains=2",
                                 "--model.strategy.burn_in=30", "--model.strategy.thin=1", "--trainer.max_steps=70",
@@ -171,7 +177,7 @@ def test_a_chain_kicked_out_of_the_band_recovers_and_keeps_sampling(capsys, tmp_
     assert "chain_left_band_step" not in metrics
     assert metrics["samples_planned"] == 80 and metrics["samples"] == 79  # only the kicked step's sample is dropped
     chain_psnr = metrics["psnr_per_chain"]
-    assert abs(chain_psnr[1] - chain_psnr[0]) < 3, chain_psnr  # the recovered chain's samples are good ones
+    assert abs(chain_psnr[1] - chain_psnr[0]) < 6, chain_psnr  # the recovered chain's samples are good ones
 
 
 @pytest.mark.parametrize("metropolis", [False, True], ids=["unadjusted", "metropolis"])

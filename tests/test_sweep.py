@@ -11,7 +11,9 @@ import wandb.wandb_agent
 import yaml
 
 from conftest import TINY, run_cli
-from dip_lightning.runner import error_line, job_env
+from dip_lightning.images import load_image
+from dip_lightning.runner import Outcome, Run, error_line, exit_if_incomplete, job_env
+from dip_lightning.summary import write_heatmap, write_summary
 from dip_lightning.sweep import agent_command, expand, load_sweep
 from wandb_records import run_group_and_summary
 
@@ -142,7 +144,10 @@ def test_sweep_files_the_offline_runner_cannot_run_are_refused_with_one_line(cha
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_offline_sweep_records_a_failing_value_resumes_and_groups_its_wandb_runs(capsys, monkeypatch, tmp_path):
+    """Six real runs, each its own process (about a minute on 2 cores beside another job): the default suite has
+    the summary, the heat map and the exit status of a failed run without runs (the test below)."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     sweep_file(tmp_path, **{"model.net.width": {"values": [4, 8]}, "data.crop": {"values": [16, 1000]}})
     out = tmp_path / "sweep"
@@ -173,6 +178,31 @@ def test_offline_sweep_records_a_failing_value_resumes_and_groups_its_wandb_runs
     again = list(csv.DictReader((out / "summary.csv").open()))
     assert {r["run_dir"]: Path(r["run_dir"]).stat().st_mtime for r in again if r["status"] == "done"} == kept
     assert [r["status"] for r in again] == [r["status"] for r in rows]
+
+
+def test_summary_and_heat_map_of_a_sweep_with_a_failed_run(capsys, tmp_path):
+    def outcome(width: int, crop: int, psnr: float | None) -> Outcome:
+        run = Run({"model.net.width": width, "data.crop": crop}, ("fit", str(width), str(crop)))
+        if psnr is None:
+            return Outcome(run, "failed", 2.0, error="error: crop 1000 does not fit the 512x512 image")
+        return Outcome(run, "done", 3.0, {"psnr_selected": psnr}, run_dir=tmp_path / f"run{width}")
+
+    outcomes = [outcome(4, 16, 20.5), outcome(4, 1000, None), outcome(8, 16, 22.25), outcome(8, 1000, None)]
+    write_summary(tmp_path, outcomes, {"final/psnr_selected": "psnr_selected"}, "sweep mine",
+                  best=("final/psnr_selected", "maximize"))
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["model.net.width"], r["data.crop"], r["status"], r["final/psnr_selected"]) for r in rows] == [
+        ("4", "16", "done", "20.5"), ("4", "1000", "failed", ""), ("8", "16", "done", "22.25"),
+        ("8", "1000", "failed", "")]
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "Best final/psnr_selected (maximize): **22.25** at model.net.width=8, data.crop=16." in markdown
+    assert "error: crop 1000 does not fit the 512x512 image" in markdown
+    assert write_heatmap(tmp_path / "heatmap.png", outcomes, "final/psnr_selected", "psnr_selected", "maximize",
+                         title="sweep mine")
+    assert load_image(tmp_path / "heatmap.png").shape[0] in (3, 4)
+    with pytest.raises(SystemExit) as stop:
+        exit_if_incomplete(outcomes, tmp_path)
+    assert stop.value.code == 1 and "2 of 4 runs failed" in capsys.readouterr().err
 
 
 def test_dry_run_prints_each_command_line_and_the_count(capsys, tmp_path):

@@ -133,4 +133,4 @@ def refuse_size(size: tuple[int, ...], min_side: int, needs: str, choice: str = 
     adds a network setting that fits."""
     shown = "x".join(map(str, size))
     raise InputError(f"the {shown} image is too small for this network: each side must be at least {min_side} px "
-                     f"({needs}): use a larger image or data.crop{', or ' + choice if choice else ''}")
+                     f"({needs}): use a larger image{', or ' + choice if choice else ''}")

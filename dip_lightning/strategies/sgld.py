@@ -14,6 +14,7 @@ from .. import optim
 from ..errors import InputError
 from ..moments import batch_means_ess, pool_moments, split_rhat, variance
 from ..nets.chains import ChainConv
+from ..verdict import refuse_empty_schedule
 from .base import Gather, Selection, Strategy, chain_metrics, likelihood_temperature, uncertainty_selection
 
 if TYPE_CHECKING:
@@ -212,6 +213,8 @@ class SGLD(Strategy):
         self._backtracking = (Backtracking(self.backtracking_drop_db, every_n_steps=1, keep_update=True)
                               if self.backtracking else None)
         self._posterior = PosteriorAverage(self.burn_in, self.thin, sample=self._sample)
+        refuse_empty_schedule(self._posterior.planned_samples(task.trainer.max_steps), task.trainer.max_steps,
+                              self.burn_in, self.thin)
         return [*([self._backtracking] if self._backtracking else []), self._chain, self._posterior]
 
     def _sample(self, task: RestorationTask) -> tuple[torch.Tensor, torch.Tensor]:
