@@ -11,11 +11,11 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from ..compiled import CompiledForward
+from ..console import warn
 from ..errors import InputError
 from ..images import crop_to_multiple
 from ..nets import SkipNet
@@ -311,12 +311,12 @@ class RestorationTask(L.LightningModule):
         if not poisson:
             estimate = classical_sigma(self.observation, observed, bounds)
             known = None if infer else (max(estimate, self.noise_floor),) if from_estimate else (self.noise_std,)
-            if (infer or from_estimate) and estimate < 0.5 / self.sigma_scale:
-                rank_zero_warn(f"the observation looks noise-free (wavelet estimate sigma = "
-                               f"{self.sigma_scale * estimate:.2f}, {self.sigma_scale:g} = full range): its posterior "
-                               f"is nearly a point and the uncertainty map near zero; sigma is kept >= "
-                               f"{self.sigma_scale * self.noise_floor:.2f}")
-            return GaussianNoise(known, (estimate,), self.noise_floor)
+            model = GaussianNoise(known, (estimate,), self.noise_floor)
+            if (infer or from_estimate) and model.looks_noise_free(estimate):
+                warn(f"the observation looks noise-free (wavelet estimate sigma = "
+                     f"{self.sigma_scale * estimate:.2f}, {self.sigma_scale:g} = full range): its posterior is nearly a "
+                     f"point and the uncertainty map near zero; sigma is kept >= {self.sigma_scale * self.noise_floor:.2f}")
+            return model
         estimate = classical_poisson_gaussian(self.observation, observed, bounds, self.noise_floor)
         known = (None if infer else estimate if from_estimate else (1 / self.hparams.peak, self.noise_std**2))
         model = PoissonGaussianNoise(known, estimate, self.noise_floor, reference=1.0)

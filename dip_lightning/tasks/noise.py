@@ -90,7 +90,8 @@ def classical_sigma(observation: Tensor, observed: Tensor | None, bounds: tuple[
     averaged over channels: scikit-image's `estimate_sigma` when every entry is observed and none is clipped;
     otherwise the same estimate over the coefficients whose support holds no missing (`observed`, a mask
     broadcastable to it) or clipped (at `bounds`) entry, which bias it (clipping shrinks the noise, a hole
-    adds an edge). Biased up by texture."""
+    adds an edge). Biased up by texture. Without any such coefficient (a sparsely observed signal), the std of the
+    valid entries: an upper bound (signal and noise), so that an inferred sigma starts hot rather than at 0."""
     y = observation[0].double()
     invalid = torch.zeros_like(y, dtype=torch.bool) if observed is None else ~observed[0].bool().expand_as(y)
     if bounds is not None:
@@ -110,7 +111,10 @@ def classical_sigma(observation: Tensor, observed: Tensor | None, bounds: tuple[
         clean = pywt.dwtn(bad.astype(float), support)[key] == 0  # no missing or clipped entry under the filter
         if clean.any():
             sigmas.append(MAD_TO_STD * np.median(np.abs(detail[clean])))
-    return float(np.mean(sigmas)) if sigmas else 0.0
+    if sigmas:
+        return float(np.mean(sigmas))
+    valid = y[~invalid]
+    return float(valid.std()) if valid.numel() > 1 else 0.0
 
 
 def classical_poisson_gaussian(observation: Tensor, observed: Tensor | None, bounds: tuple[float, float] | None,
@@ -351,20 +355,26 @@ class GaussianNoise(NoiseModel):
         self.params[:, 0].copy_(torch.where(proposal >= self.floor, proposal, sigma))  # NaN: no draw, σ stays
 
     def metrics(self, gather, scale):
-        metrics = {"sigma_initial_estimate": round(scale * self.estimate[0], 4)}
+        metrics = {"sigma_initial_estimate": scale * self.estimate[0]}
         posterior = self.posterior(gather) if self.infer else None
         if posterior is not None:
             metrics.update(sigma_posterior_mean=scale * float(posterior[0][0]),
                            sigma_posterior_std=scale * float(posterior[1][0]))
         return metrics
 
+    def looks_noise_free(self, sigma: float) -> bool:
+        """Whether a noise std `sigma` (data units) is within twice the floor: a nearly noise-free observation,
+        whose posterior is nearly a point."""
+        return sigma < 2 * self.floor
+
     def report(self, metrics, scale):
         units = "0-255 units" if scale == 255 else "the data's units"
         estimate = f"wavelet MAD estimate {metrics['sigma_initial_estimate']:.2f}"
         if "sigma_posterior_mean" in metrics:
             line = (f"noise level inferred with the image: sigma = {metrics['sigma_posterior_mean']:.2f} ± "
-                    f"{metrics['sigma_posterior_std']:.2f} ({units}; {estimate})")
-            if metrics["sigma_posterior_mean"] < 2 * scale * self.floor:
+                    f"{metrics['sigma_posterior_std']:.2f} (posterior mean ± std, {units}; started from the "
+                    f"{estimate})")
+            if self.looks_noise_free(metrics["sigma_posterior_mean"] / scale):
                 line += (": the observation looks noise-free, so the posterior is nearly a point and the "
                          "uncertainty map near zero")
             return line
