@@ -90,7 +90,8 @@ def noise_stds(clean: torch.Tensor, observation: torch.Tensor, unclipped: torch.
     """0-255 units: `realised` std of y − x over the unclipped entries, `drawn` std of the noise before clipping."""
     at_low, at_high = clipped_entries(observation, (0.0, 1.0))
     inside = ~(at_low | at_high)
-    return {"realised": 255 * float((observation - clean)[inside].std()), "drawn": 255 * float((unclipped - clean).std())}
+    return {"realised": 255 * float((observation - clean)[inside].std()),
+            "drawn": 255 * float((unclipped - clean).std())}
 
 
 REGIONS = {"all": lambda x: torch.ones_like(x, dtype=torch.bool), "dark": lambda x: x < 1 / 3,
@@ -240,8 +241,8 @@ def tables(rows: list[dict]) -> str:
     by = _index(rows)
     lines = ["### Gaussian noise: sigma inferred against given (0-255 units)", "",
              "| sigma | photo | realised | drawn | classical (vs realised) | inferred ± std (vs realised) | "
-             "PSNR given / inferred (Δ) | coverage_95 given / inferred (Δ) | dark, bright coverage given / inferred | "
-             "SGD ES-WMV PSNR |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "PSNR given / inferred (Δ) | coverage_95 given / inferred (Δ) | dark, bright coverage given / "
+             "inferred | SGD ES-WMV PSNR |", "|---|---|---|---|---|---|---|---|---|---|"]
     for (setting, model, photo), row in by.items():
         if model != "sigma inferred":
             continue
@@ -258,7 +259,8 @@ def tables(rows: list[dict]) -> str:
             f"{_f(row.get('coverage_dark'), 3)}, {_f(row.get('coverage_bright'), 3)} | {_f(sgd.get('psnr'), 2)} |")
     poisson = [(key, row) for key, row in by.items() if "a_true" in row]
     if poisson:
-        lines += ["", "### Poisson-Gaussian noise: (a, b) given and inferred, and the constant-sigma Gaussian model", "",
+        lines += ["", "### Poisson-Gaussian noise: (a, b) given and inferred, and the constant-sigma Gaussian model",
+                  "",
                   "| setting | photo | model | a (vs true) | b (vs true) | PSNR | coverage_95 | dark | bright |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for (setting, model, photo), row in poisson:

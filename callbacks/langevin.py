@@ -30,8 +30,7 @@ class LangevinChain(L.Callback):
       after a recovery (`samples_after_recovery`). Curves `mcmc/*` go to the loggers.
     - Guard (a truncation of the target, not part of it): after burn-in a state whose MSE to the
       observation over its uncensored entries exceeds `max_mse_ratio` times the noise variance is out of band
-      and gives no
-      sample. Every `check_every_n_steps` steps (one host sync) a chain that left the band since the last
+      and gives no sample. Every `check_every_n_steps` steps (one host sync) a chain that left the band since the last
       check goes back to its last in-band state saved at a check and goes on at `recovery_step_factor`
       times its step size (a smaller step: less discretisation error, so a different stationary law for
       an unadjusted chain), at most `max_recoveries` times; a chain with no in-band state saved, or none

@@ -272,7 +272,8 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
     run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
                                       f"--trainer.default_root_dir={tmp_path}",
                                       f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
-                                      "--model.sigma=1", "--model.infer_sigma=false", "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                      "--model.sigma=1", "--model.infer_sigma=false", "--model.strategy.burn_in=10",
+                                      "--model.strategy.thin=2",
                                       "--trainer.max_steps=60")
     errors = _error_lines(err)
     assert code == 1 and len(errors) == 1 and "Traceback" not in err, err

@@ -96,12 +96,14 @@ def test_the_poisson_gaussian_terms_are_the_negative_log_likelihood_with_its_log
     the loss over the temperature T = 2s²/P is the negative log-likelihood (up to P/2·log 2π); with a = 0 and
     b = s² they are the Gaussian squared error plus a constant."""
     gen = torch.Generator().manual_seed(2)
-    a, b, reference = 1 / 30, (5 / 255) ** 2, 0.02
+    a, b = 1 / 30, (5 / 255) ** 2
     prediction = (torch.rand(2, 3, 8, 8, generator=gen) * 1.3 - 0.15).double()  # two chains, some outside [0, 1]
     observation = (torch.rand(1, 3, 8, 8, generator=gen) * 1.4 - 0.2).clamp(*BOUNDS).double()
     at_low, at_high = clipped_entries(observation, BOUNDS)
     assert bool(at_low.any()) and bool(at_high.any())
-    model = PoissonGaussianNoise((a, b), (a, b), floor=1e-3, reference=reference)
+    model = PoissonGaussianNoise((a, b), (a, b), floor=1e-3, mean_intensity=0.5)
+    reference = model.reference
+    assert reference == pytest.approx(a * 0.5 + b)
     terms = model.terms(prediction, observation, BOUNDS).numpy()
     f, y = prediction.numpy(), np.broadcast_to(observation.numpy(), prediction.shape)
     std = np.sqrt(a * np.maximum(f, 0) + b)
@@ -114,7 +116,7 @@ def test_the_poisson_gaussian_terms_are_the_negative_log_likelihood_with_its_log
     mean_terms = terms.reshape(2, -1).mean(1)
     np.testing.assert_allclose(mean_terms / model.temperature(1.0, entries),
                                nll - 0.5 * np.log(2 * np.pi) * (~(at_low | at_high)).sum().item(), rtol=1e-10)
-    constant = PoissonGaussianNoise((0.0, reference), (0.0, reference), floor=1e-3, reference=reference)
+    constant = PoissonGaussianNoise((0.0, reference), (0.0, reference), floor=1e-3, mean_intensity=0.5)
     gaussian = constant.terms(prediction, observation, None)
     torch.testing.assert_close(gaussian, (prediction - observation).square() + reference * math.log(reference))
 
@@ -133,7 +135,8 @@ def test_the_a_b_metropolis_step_recovers_the_poisson_gaussian_noise_of_a_synthe
     observation = (truth + (a * truth + b).sqrt() * torch.randn(truth.shape, generator=gen)).clamp(*BOUNDS)
     chains = 4
     task = _task(observation, chains, BOUNDS)
-    model = PoissonGaussianNoise(None, (2 * a, 2 * b), floor=1 / (255 * math.sqrt(12)), reference=0.02)
+    model = PoissonGaussianNoise(None, (2 * a, 2 * b), floor=1 / (255 * math.sqrt(12)),
+                                 mean_intensity=0.5)
     model.allocate(task, chains, CPU)
     model.configure(1.0, start=0, adapt_until=300, metropolis=False)
     model.state_prediction.copy_(truth.expand(chains, -1, -1, -1))

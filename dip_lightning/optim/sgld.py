@@ -10,7 +10,7 @@ parameter is chain k; its noise comes from generator k, so chain k's noise is th
 generator k). Generators live on the parameters' device. ``SGLD`` and ``PSGLD`` keep their per-chain state
 in flat (K, D) buffers (D the parameters per chain), so a step is a few whole-buffer operations.
 
-Metropolis adjustment (``metropolis=True``, MALA; docs/science.md §10): the Langevin step is a proposal,
+Metropolis adjustment (``metropolis=True``, MALA; docs/science.md §8): the Langevin step is a proposal,
 accepted per chain with the Metropolis-Hastings ratio of the target, both proposal densities included (the
 preconditioned proposal is not symmetric). The energy at the proposal is the one the next forward and
 backward pass computes, so the decision is taken at the start of the next step: a step costs a copy of the

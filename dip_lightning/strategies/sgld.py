@@ -39,7 +39,7 @@ class SGLD(Strategy):
     the batch-means effective sample size (`ess_median`), from the streaming per-batch moments (one chain
     is split into its two halves, so they are reported for one chain too).
 
-    How close the chains come to the stated posterior is measured, not assumed (docs/science.md §3, §10):
+    How close the chains come to the stated posterior is measured, not assumed (docs/science.md §3, §8):
     `metropolis` makes sgld/psgld exact at any step size (MALA: each Langevin step is a proposal accepted
     with the Metropolis-Hastings ratio; the step size adapts during burn-in to `target_accept` and is then
     frozen); unadjusted, the same ratio is computed and reported (`mh_accept_prob`: near 1 the step is

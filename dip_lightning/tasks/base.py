@@ -313,16 +313,15 @@ class RestorationTask(L.LightningModule):
             known = None if infer else (max(estimate, self.noise_floor),) if from_estimate else (self.noise_std,)
             model = GaussianNoise(known, (estimate,), self.noise_floor)
             if (infer or from_estimate) and model.looks_noise_free(estimate):
-                warn(f"the observation looks noise-free (wavelet estimate sigma = "
-                     f"{self.sigma_scale * estimate:.2f}, {self.sigma_scale:g} = full range): its posterior is nearly a "
-                     f"point and the uncertainty map near zero; sigma is kept >= {self.sigma_scale * self.noise_floor:.2f}")
+                scale = self.sigma_scale
+                warn(f"the observation looks noise-free (wavelet estimate sigma = {scale * estimate:.2f}, {scale:g} = "
+                     f"full range): its posterior is nearly a point and the uncertainty map near zero; sigma is kept "
+                     f">= {scale * self.noise_floor:.2f}")
             return model
         estimate = classical_poisson_gaussian(self.observation, observed, bounds, self.noise_floor)
         known = (None if infer else estimate if from_estimate else (1 / self.hparams.peak, self.noise_std**2))
-        model = PoissonGaussianNoise(known, estimate, self.noise_floor, reference=1.0)
-        a, b = model.start_values
-        model.reference = float(self.observed_mean(self.observation.clamp(min=0) * a + b))  # s²: mean of a·y + b
-        return model
+        mean_intensity = float(self.observed_mean(self.observation.clamp(min=0)))
+        return PoissonGaussianNoise(known, estimate, self.noise_floor, mean_intensity)
 
     def build_chains(self, rank: int, device: torch.device) -> None:
         """This process's K chains (`strategy.chains`; process `rank` holds chains rank·K ... rank·K + K − 1):

@@ -29,7 +29,7 @@ stays one fixed kernel) while the energies use the current ones, so the chain st
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from .base import RestorationTask
 
 NOISE_MODELS = ("gaussian", "poisson_gaussian")
+Gather = Callable[[Tensor], Tensor]
+"""A per-chain tensor (K, ...) -> that of every process's chains (N, ...) (`RestorationTask.gather_chains`)."""
 PRIOR_SHAPE = PRIOR_RATE = 1e-3
 """The weak InvGamma(α0, β0) prior of σ² (data-driven: P/2 and SSE/2 dwarf it)."""
 GAMMA_TRIES = 8
@@ -199,7 +201,13 @@ class NoiseModel(nn.Module):
         return self.known if self.known is not None else self.clamp_start(self.estimate)
 
     def clamp_start(self, values: tuple[float, ...]) -> tuple[float, ...]:
+        """`values` brought within the model's bounds (the floor)."""
         return values
+
+    @property
+    def noise_free(self) -> bool:
+        """Whether the likelihood has no noise (T = 0: no posterior to sample)."""
+        return False
 
     # ----- per-chain state (inferred) ----------------------------------------------------------------------
     def allocate(self, task: RestorationTask, chains: int, device: torch.device) -> None:
@@ -261,7 +269,7 @@ class NoiseModel(nn.Module):
         self.total.add_(self.params * weight[:, None])
         self.total_sq.add_(self.params.square() * weight[:, None])
 
-    def posterior(self, gather) -> tuple[Tensor, Tensor] | None:
+    def posterior(self, gather: Gather) -> tuple[Tensor, Tensor] | None:
         """(mean, std) (n,) of each parameter over the kept samples of every chain, or None without samples."""
         count, total, total_sq = (gather(t) for t in (self.count, self.total, self.total_sq))
         samples = count.sum()
@@ -293,7 +301,7 @@ class NoiseModel(nn.Module):
         """Draw the current parameters given the state's prediction (inferred)."""
         raise NotImplementedError
 
-    def metrics(self, gather, scale: float) -> dict[str, float]:
+    def metrics(self, gather: Gather, scale: float) -> dict[str, float]:
         """metrics.json figures: the classical estimate and, inferred, the posterior mean and std."""
         raise NotImplementedError
 
@@ -312,7 +320,7 @@ class GaussianNoise(NoiseModel):
 
     @property
     def noise_free(self) -> bool:
-        """A known σ of 0 (T = 0: no posterior to sample)."""
+        """A known σ of 0 (the Poisson-Gaussian model's b is at least the floor)."""
         return not self.infer and self.known[0] == 0
 
     def terms(self, prediction, observation, bounds, gradient=False):
@@ -387,21 +395,19 @@ class GaussianNoise(NoiseModel):
 
 
 class PoissonGaussianNoise(NoiseModel):
-    """var(y | x) = a·x + b; (a, b) known or inferred (module docstring). `reference` is s², the variance that
-    sets the temperature's units."""
+    """var(y | x) = a·x + b; (a, b) known or inferred (module docstring). `mean_intensity` is the observation's
+    mean over its observed entries (negative values as 0): the reference variance s² = a·mean + b at the starting
+    (a, b) sets the temperature's units."""
 
     names = ("a", "b")
 
-    def __init__(self, known, estimate, floor, reference: float) -> None:
+    def __init__(self, known, estimate, floor, mean_intensity: float) -> None:
         super().__init__(known, estimate, floor)
-        self.reference = reference
+        a, b = self.start_values
+        self.reference = a * mean_intensity + b
 
     def clamp_start(self, values):
         return (max(values[0], 0.0), max(values[1], self.floor**2))
-
-    @property
-    def noise_free(self) -> bool:
-        return False  # b >= floor²
 
     def variance(self, prediction: Tensor, gradient: bool = False) -> Tensor:
         """v = a·max(f, 0) + b per entry of predictions f (K, C', *S')."""
@@ -417,7 +423,8 @@ class PoissonGaussianNoise(NoiseModel):
         if bounds is None:
             return inside
         at_low, at_high = clipped_entries(observation, bounds)
-        censored = -2 * self.reference * log_ndtr(distance_past_bound(prediction, observation, bounds) / variance.sqrt())
+        beyond = distance_past_bound(prediction, observation, bounds)
+        censored = -2 * self.reference * log_ndtr(beyond / variance.sqrt())
         return torch.where(at_low | at_high, censored, inside)
 
     def temperature(self, tau, num_observed):

@@ -33,7 +33,7 @@ class Signal1D(MaskedTask):
 
     clip_range = None
     sigma_scale = 1.0  # `sigma` in the signal's own units
-    noise_floor = 1e-6
+    noise_floor = 1e-6  # the smallest noise std, in the signal's units (no quantisation to bound it)
 
     def __init__(self, observed: float = 0.1, sigma: float | None = 0.0, **kwargs) -> None:
         if not 0.0 < observed <= 1.0:
