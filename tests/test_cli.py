@@ -134,7 +134,7 @@ def test_top_level_help_lists_every_command_and_usage_names_the_program(capsys):
 CONFIG_ERRORS = {
     "--model.sigmaa=25": ["Denoise has no option 'sigmaa'", "--model.sigmaa=25", "did you mean --model.sigma?",
                           "options Denoise"],
-    "--model.sigma=abc": ["--model.sigma expects a float, got 'abc'"],
+    "--model.sigma=abc": ["--model.sigma expects a float or null, got 'abc'"],
     "--model.strategy.stoping=wmv": ["SGD has no option 'stoping'", "did you mean --model.strategy.stopping?"],
     "--model.strategy.stopping=wmw": ["--model.strategy.stopping expects one of fixed, oracle, wmv, got 'wmw'",
                                       "did you mean wmv?"],
@@ -227,7 +227,7 @@ def _error_lines(err: str) -> list[str]:
 @pytest.mark.parametrize("args, message", [
     (["--model.sigma=-5"], "model.sigma=-5.0: the noise std must be a finite number >= 0"),
     (["--model.sigma=.inf"], "model.sigma=inf: the noise std must be a finite number >= 0"),
-    (["--model.sigma=nan"], "--model.sigma expects a float, got 'nan'"),
+    (["--model.sigma=nan"], "--model.sigma expects a float or null, got 'nan'"),
     (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1000"],  # burn_in 1000: no sample
      "trainer.max_steps=1000 with model.strategy.burn_in=1000 and thin=10 plans 0 posterior samples"),
     (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1015"], "plans 1 posterior samples (2 are needed): "
