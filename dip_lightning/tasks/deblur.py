@@ -48,11 +48,11 @@ class Deblur(RestorationTask):
         blur_sigma: std of the Gaussian kernel, pixels.
         kernel: a kernel file (.npy, .csv/.txt, grey image) used instead of the Gaussian; a kernel that
             does not sum to 1 is normalised (with a notice), one that is not 2D is refused.
-        sigma: std of the additive noise, 0-255 units.
+        sigma: std of the additive noise, 0-255 units (null: unknown; see RestorationTask).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
-    def __init__(self, kernel_size: int = 9, blur_sigma: float | None = 2.0, kernel: str | None = None,
+    def __init__(self, kernel_size: int = 9, blur_sigma: float = 2.0, kernel: str | None = None,
                  sigma: float | None = 5.0, **kwargs) -> None:
         super().__init__(sigma=sigma, **kwargs)
         if kernel is not None:

@@ -30,7 +30,7 @@ class Inpaint(MaskedTask):
             and cropped like the image.
         box: [top, left, height, width] of a missing rectangle, in pixels of the (cropped) image.
         paste_known: copy the known pixels of the observation into the returned output.
-        sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers).
+        sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers; null: unknown).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 

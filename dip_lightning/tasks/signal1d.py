@@ -27,7 +27,7 @@ class Signal1D(MaskedTask):
 
     Args:
         observed: fraction of points observed, in (0, 1].
-        sigma: std of the observation noise, in the signal's own units (not 0-255: signals have no fixed range).
+        sigma: std of the observation noise, in the signal's own units (not 0-255: no fixed range; null: unknown).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 

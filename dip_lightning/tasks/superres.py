@@ -49,7 +49,7 @@ class SuperResolution(RestorationTask):
 
     Args:
         factor: the upsampling factor (2, 4, 8, ...); each side of the ground truth must be divisible by it.
-        sigma: std of noise added to the low-resolution observation, 0-255 units (0: noise-free).
+        sigma: std of noise added to the low-resolution observation, 0-255 units (0: noise-free; null: unknown).
         downsampler: the operator D: `lanczos2`, DIP's (`images.lanczos2_downsample`), or
             `antialiased_bicubic` (kornia's resize: a Gaussian antialiasing blur, then bicubic sampling).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
