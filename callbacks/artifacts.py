@@ -162,6 +162,7 @@ class RunArtifacts(L.Callback):
             _log_figure(trainer, "images/summary", run_dir / "summary.png")
         pl_module.save_artifacts(run_dir, selection)
         write_metrics(run_dir / "metrics.json", metrics)
+        print(pl_module.noise_model.report(metrics, pl_module.sigma_scale))  # which noise the run found or used
         _log_images(trainer, {f"images/{k}": v for k, v in images.items()}, trainer.global_step)
         for logger in trainer.loggers:
             logger.log_metrics({f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))},

@@ -21,15 +21,16 @@ class LangevinChain(L.Callback):
     - Burn-in: after `burn_in` steps a PSGLD preconditioner is frozen (when `freeze_preconditioner`); the
       optimizer ends its step-size adaptation itself.
     - Diagnostics after burn-in, per chain (`diagnostics`): the mean MSE of the state's output to the
-      observation over the uncensored entries, over σ² (`mse_observation_ratio`, near 1 for a chain that
+      observation over the uncensored entries, over the noise variance (the task's `noise_ratio`: σ², each
+      chain's current one when inferred, or a·f + b per entry; `mse_observation_ratio`, near 1 for a chain that
       samples the posterior; 2-3 marks one hotter than its target); the mean Metropolis-Hastings
       acceptance probability of its moves (`mh_accept_prob`; for an unadjusted chain a gauge of its
       discretisation bias: near 1 accurate, near 0 far off); Metropolis-adjusted, the fraction of
       proposals accepted (`acceptance_rate`); the step size (`step_size`, in units of lr); samples taken
       after a recovery (`samples_after_recovery`). Curves `mcmc/*` go to the loggers.
     - Guard (a truncation of the target, not part of it): after burn-in a state whose MSE to the
-      observation over its uncensored entries exceeds `max_mse_ratio`·σ² is out of band and gives no
-      sample. Every `check_every_n_steps` steps (one host sync) a chain that left the band since the last
+      observation over its uncensored entries exceeds `max_mse_ratio` times the noise variance is out of band
+      and gives no sample. Every `check_every_n_steps` steps (one host sync) a chain that left the band since the last
       check goes back to its last in-band state saved at a check and goes on at `recovery_step_factor`
       times its step size (a smaller step: less discretisation error, so a different stationary law for
       an unadjusted chain), at most `max_recoveries` times; a chain with no in-band state saved, or none
@@ -53,7 +54,7 @@ class LangevinChain(L.Callback):
         self.state: dict[str, torch.Tensor] = {}  # per-chain trackers (see `on_train_start`), in checkpoints
         self.good_state: torch.Tensor | None = None  # (K, D) each chain's last in-band state saved at a check
         self._sample_output: torch.Tensor | None = None
-        self._sample_mse: torch.Tensor | None = None
+        self._sample_ratio: torch.Tensor | None = None  # (K,) float64 each state's noise_ratio
 
     # ----- state -----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -68,17 +69,17 @@ class LangevinChain(L.Callback):
         if self.good_state is not None:
             self.good_state = self.good_state.to(device)
         if self._sample_output is None:
-            self._sample_output, self._sample_mse = torch.zeros_like(pl_module.output), long.float()
-        self._sample_output, self._sample_mse = self._sample_output.to(device), self._sample_mse.to(device)
+            self._sample_output, self._sample_ratio = torch.zeros_like(pl_module.output), long.double()
+        self._sample_output, self._sample_ratio = self._sample_output.to(device), self._sample_ratio.to(device)
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.state, "good_state": self.good_state, "sample_output": self._sample_output,
-                "sample_mse": self._sample_mse}
+                "sample_ratio": self._sample_ratio}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)
-        self.good_state, self._sample_output, self._sample_mse = (state.pop(k) for k in ("good_state", "sample_output",
-                                                                                         "sample_mse"))
+        self.good_state, self._sample_output, self._sample_ratio = (
+            state.pop(k) for k in ("good_state", "sample_output", "sample_ratio"))
         self.state = state
 
     # ----- the chain ---------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ class LangevinChain(L.Callback):
         return self._sample_output, keep
 
     def _in_band(self) -> torch.Tensor:
-        return self._sample_mse <= self.bound  # NaN is out of band
+        return self._sample_ratio <= self.max_mse_ratio  # NaN is out of band
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -99,14 +100,13 @@ class LangevinChain(L.Callback):
         optimizer = trainer.optimizers[0]
         langevin = isinstance(optimizer, Langevin)
         step, state = trainer.global_step, self.state
-        self.bound = math.inf if math.isinf(self.max_mse_ratio) else self.max_mse_ratio * pl_module.noise_std**2
         if langevin and optimizer.metropolis:
             accepted = optimizer.accepted
             self._sample_output = torch.where(accepted.view(-1, *[1] * (pl_module.output.dim() - 1)),
                                               pl_module.output, self._sample_output)
-            self._sample_mse = torch.where(accepted, pl_module.mse_interior, self._sample_mse)
+            self._sample_ratio = torch.where(accepted, pl_module.noise_ratio, self._sample_ratio)
         else:
-            self._sample_output, self._sample_mse = pl_module.output, pl_module.mse_interior
+            self._sample_output, self._sample_ratio = pl_module.output, pl_module.noise_ratio
         checking = step % self.check_every_n_steps == 0
         can_recover = langevin and self.max_recoveries > 0 and not math.isinf(self.max_mse_ratio)
         if step >= self.burn_in:
@@ -135,7 +135,7 @@ class LangevinChain(L.Callback):
         """Accumulate the diagnostics of this post-burn-in step for the chains that have not left."""
         state = self.state
         active = state["left_step"] == 0
-        ratio = self._sample_mse.double() / pl_module.noise_std**2
+        ratio = self._sample_ratio
         counted = active & ratio.isfinite()
         state["mse_ratio_sum"] += torch.where(counted, ratio, 0.0)
         state["post_steps"] += counted
@@ -169,7 +169,7 @@ class LangevinChain(L.Callback):
         state["pending"].zero_()
 
     def _log(self, pl_module: L.LightningModule, optimizer: Langevin | None) -> None:
-        metrics = {"mcmc/mse_ratio": (self._sample_mse / pl_module.noise_std**2).mean()}
+        metrics = {"mcmc/mse_ratio": self._sample_ratio.mean()}
         if optimizer is not None:
             metrics["mcmc/accept_prob"] = optimizer.accept_prob.nanmean()
             metrics["mcmc/step_size"] = optimizer.param_groups[0]["lr"] * optimizer.step_scale.mean()

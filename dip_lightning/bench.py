@@ -99,7 +99,7 @@ def bench_runs(configs: list[str], images: dict[str, str], seeds: list[int], ext
 
 
 METHOD_OPTIONS = ("net", "strategy", "input_channels", "input_scale", "reg_noise_std", "ema_decay", "likelihood",
-                  "image_every_n_steps", "channels_last", "compile")
+                  "infer_sigma", "image_every_n_steps", "channels_last", "compile")
 """Task options that say how a problem is fitted, not what it is: the configs of a bench may differ in them."""
 
 

@@ -32,8 +32,8 @@ def run_error(metrics: dict[str, Any]) -> str | None:
         why, change = "the loss became non-finite", "lower model.strategy.lr"
     elif left and len(left) == metrics.get("chains", 1):
         why = f"every chain left the band MSE(observation) <= max_mse_ratio·sigma² (the last at step {max(left)})"
-        change = ("model.sigma is likely below the observation's real noise: raise it (or lower model.strategy.lr, "
-                  "or raise model.strategy.max_mse_ratio)")
+        change = ("model.sigma is likely below the observation's real noise: raise it, or let it be inferred with the "
+                  "image (model.infer_sigma=true) (or lower model.strategy.lr, or raise model.strategy.max_mse_ratio)")
     else:
         why = f"the run ended after {metrics['steps']} steps, before it could sample"
         change = "raise trainer.max_steps (or lower model.strategy.burn_in or model.strategy.thin)"

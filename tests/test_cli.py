@@ -134,7 +134,7 @@ def test_top_level_help_lists_every_command_and_usage_names_the_program(capsys):
 CONFIG_ERRORS = {
     "--model.sigmaa=25": ["Denoise has no option 'sigmaa'", "--model.sigmaa=25", "did you mean --model.sigma?",
                           "options Denoise"],
-    "--model.sigma=abc": ["--model.sigma expects a float, got 'abc'"],
+    "--model.sigma=abc": ["--model.sigma expects a float or null, got 'abc'"],
     "--model.strategy.stoping=wmv": ["SGD has no option 'stoping'", "did you mean --model.strategy.stopping?"],
     "--model.strategy.stopping=wmw": ["--model.strategy.stopping expects one of fixed, oracle, wmv, got 'wmw'",
                                       "did you mean wmv?"],
@@ -227,7 +227,7 @@ def _error_lines(err: str) -> list[str]:
 @pytest.mark.parametrize("args, message", [
     (["--model.sigma=-5"], "model.sigma=-5.0: the noise std must be a finite number >= 0"),
     (["--model.sigma=.inf"], "model.sigma=inf: the noise std must be a finite number >= 0"),
-    (["--model.sigma=nan"], "--model.sigma expects a float, got 'nan'"),
+    (["--model.sigma=nan"], "--model.sigma expects a float or null, got 'nan'"),
     (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1000"],  # burn_in 1000: no sample
      "trainer.max_steps=1000 with model.strategy.burn_in=1000 and thin=10 plans 0 posterior samples"),
     (["--config", "sgld_denoise.yaml", "--trainer.max_steps=1015"], "plans 1 posterior samples (2 are needed): "
@@ -262,8 +262,9 @@ def test_an_image_upscaled_more_than_twice_warns_and_one_below_the_networks_mini
 
 
 def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_its_files(capsys, tmp_path):
-    """sigma 1 given for an observation with noise 25: no weights fit it to within 3 sigma², every chain leaves the
-    band after burn-in and no sample is taken."""
+    """sigma 1 given for an observation with noise 25 (model.infer_sigma=false: a real observation's sigma is
+    otherwise inferred): no weights fit it to within 3 sigma², every chain leaves the band after burn-in and no
+    sample is taken."""
     from dip_lightning.artifacts import save_image
 
     noisy = (load_image("astronaut", 32) + 25 / 255 * torch.randn(3, 32, 32)).clamp(0, 1)
@@ -271,7 +272,8 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
     run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
                                       f"--trainer.default_root_dir={tmp_path}",
                                       f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
-                                      "--model.sigma=1", "--model.strategy.burn_in=10", "--model.strategy.thin=2",
+                                      "--model.sigma=1", "--model.infer_sigma=false", "--model.strategy.burn_in=10",
+                                      "--model.strategy.thin=2",
                                       "--trainer.max_steps=60")
     errors = _error_lines(err)
     assert code == 1 and len(errors) == 1 and "Traceback" not in err, err

@@ -16,8 +16,9 @@ LINK = re.compile(r"\]\(([^)#\s]+)")
 CONFIG = re.compile(r"--config[ =]([\w./-]+\.ya?ml)")
 
 
-WRITTEN = {"summary.md", "bench.md", "step_size.md"}
-"""Markdown files the `sweep` and `bench` commands and benchmarks/step_size.py write into their output folders."""
+WRITTEN = {"summary.md", "bench.md", "step_size.md", "noise_level.md"}
+"""Markdown files the `sweep` and `bench` commands and benchmarks/step_size.py and noise_level.py write into their
+output folders."""
 MARKDOWN_NAMES = ({p.name for p in ROOT.glob("*.md")} | {p.name for f in FOLDERS for p in (ROOT / f).rglob("*.md")}
                   | WRITTEN)
 

@@ -17,6 +17,10 @@ STRATEGIES = {
     "psgld": ("sgld_denoise.yaml", *SAMPLE),
     "sgld": ("sgld_denoise.yaml", "--model.strategy.sampler=sgld", "--model.strategy.lr=3", *SAMPLE),
     "paper": ("paper/sgld_denoise.yaml", "--data.crop=32", *SAMPLE),
+    # the noise inferred with the image (clipped entries imputed), Metropolis-adjusted; and (a, b) inferred
+    "psgld-sigma": ("sgld_denoise.yaml", *SAMPLE, "--model.infer_sigma=true", "--model.strategy.metropolis=true"),
+    "psgld-poisson": ("sgld_denoise.yaml", *SAMPLE, "--model.infer_sigma=true", "--model.noise=poisson_gaussian",
+                      "--model.peak=30", "--model.sigma=5"),
 }
 
 

@@ -112,13 +112,14 @@ def test_the_step_exposes_the_interior_mse_and_the_langevin_guard_reads_it():
     assert task.mse_interior.shape == (1,)
     expected = (prediction - task.observation).square()[interior].mean()
     assert float(task.mse_interior) == pytest.approx(float(expected), rel=1e-5)
+    assert float(task.noise_ratio) == float(task.mse_interior.double() / SIGMA**2)  # over σ²: the band's figure
     guard = LangevinChain(burn_in=0, max_mse_ratio=3.0, check_every_n_steps=10**9)
-    module = SimpleNamespace(noise_std=0.1, output=torch.zeros(1, 3, 4, 4), device=torch.device("cpu"),
-                             net=torch.nn.Module())
+    module = SimpleNamespace(output=torch.zeros(1, 3, 4, 4), device=torch.device("cpu"), net=torch.nn.Module())
     trainer = SimpleNamespace(global_step=1, optimizers=[SimpleNamespace(param_groups=[])], log_every_n_steps=10**9)
     guard.on_train_start(trainer, module)
-    for step, mse, loss, in_band in ((1, 0.029, 1e9, True), (2, 0.031, 0.0, False)):  # the loss is not what counts
-        trainer.global_step, module.step, module.mse_interior = step, torch.tensor(step), torch.tensor([mse])
+    for step, ratio, loss, in_band in ((1, 2.9, 1e9, True), (2, 3.1, 0.0, False)):  # the loss is not what counts
+        trainer.global_step, module.step = step, torch.tensor(step)
+        module.noise_ratio = torch.tensor([ratio], dtype=torch.float64)
         guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, 0, 0)
         _, keep = guard.sample(module)
         assert bool(keep) is in_band

@@ -18,6 +18,7 @@ from dip_lightning.errors import InputError
 from dip_lightning.images import load_image
 from dip_lightning.nets.chains import stack_chains
 from dip_lightning.strategies import SGLD
+from dip_lightning.tasks.noise import GaussianNoise
 
 # TINY runs 30 steps: samples at steps 15, 20, 25, 30
 CHAIN = ["--model.strategy.burn_in=10", "--model.strategy.thin=5", "--model.strategy.max_mse_ratio=1e9"]
@@ -52,7 +53,8 @@ def _task(reg_noise_std: float = 0.0, sigma: float = 25.0, net: nn.Module | None
     """What configure_optimizer reads from a task: by default a one-chain conv + BatchNorm net, 3x64x64
     observation, sigma 25."""
     net = stack_chains([nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3))]) if net is None else net
-    return SimpleNamespace(net=net, generators=[torch.Generator()], noise_std=sigma / 255, num_observed=3 * 64 * 64,
+    noise = GaussianNoise((sigma / 255,), (sigma / 255,), floor=0.0)
+    return SimpleNamespace(net=net, generators=[torch.Generator()], noise_model=noise, num_observed=3 * 64 * 64,
                            hparams=SimpleNamespace(reg_noise_std=reg_noise_std))
 
 

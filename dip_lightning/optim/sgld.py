@@ -10,7 +10,7 @@ parameter is chain k; its noise comes from generator k, so chain k's noise is th
 generator k). Generators live on the parameters' device. ``SGLD`` and ``PSGLD`` keep their per-chain state
 in flat (K, D) buffers (D the parameters per chain), so a step is a few whole-buffer operations.
 
-Metropolis adjustment (``metropolis=True``, MALA; docs/science.md §10): the Langevin step is a proposal,
+Metropolis adjustment (``metropolis=True``, MALA; docs/science.md §8): the Langevin step is a proposal,
 accepted per chain with the Metropolis-Hastings ratio of the target, both proposal densities included (the
 preconditioned proposal is not symmetric). The energy at the proposal is the one the next forward and
 backward pass computes, so the decision is taken at the start of the next step: a step costs a copy of the
@@ -22,6 +22,14 @@ Metropolis-adjusted chain runs unadjusted for its first ``warmup_steps`` steps (
 the bulk of the posterior: far from it, an energy landscape that steep rejects every useful step), then a
 preconditioner freezes, and from there until step ``adapt_until`` its step size adapts per chain to ``target_accept`` by dual averaging (Hoffman &
 Gelman 2014) and is then frozen; ``step_scale`` (K,) is each chain's step size as a multiple of ``lr``.
+
+Noise inferred with the image (``noise_update``, Metropolis-within-Gibbs; docs/science.md §10): the temperature
+is then a (K,) float64 tensor, one per chain. After the decision on the pending proposal and before the next
+proposal is drawn, ``noise_update(accepted, step)`` draws each chain's noise parameters given its state and
+returns its new temperature and its state's data loss under them (or None: no change); the state's drift
+``d = ∇L + T·θ/σ_p²`` follows the new T (the prior's pull is the only part of it that holds T), so the next
+proposal, and the ratio that decides it, target p(θ | current noise). A fixed temperature (no ``noise_update``)
+keeps a float, and the step computes exactly what it computed before the hook existed.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ from torch.optim import Adam, Optimizer
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 Closure = Callable[[], Tensor] | None
 Generators = torch.Generator | Sequence[torch.Generator] | None
+NoiseUpdate = Callable[[Tensor, int], tuple[Tensor, Tensor] | None]
+"""(accepted (K,) bool, the 0-based step) -> (each chain's new temperature (K,) float64, its state's data loss
+under the new noise parameters (K,) float64), or None when nothing changed."""
+Temperature = float | Tensor
+"""One temperature for every chain, or (K,) float64: each chain's (with a noise update)."""
 
 DUAL_AVERAGING = {"gamma": 0.05, "t0": 10.0, "kappa": 0.75}
 """Stan's dual-averaging constants (Hoffman & Gelman 2014, §3.2.1)."""
@@ -119,7 +132,7 @@ class Langevin(Optimizer):
 
     def __init__(self, params: Params, defaults: dict[str, Any], generator: Generators, metropolis: bool,
                  target_accept: float, warmup_steps: int, adapt_until: int,
-                 chain_losses: Callable[[], Tensor] | None) -> None:
+                 chain_losses: Callable[[], Tensor] | None, noise_update: NoiseUpdate | None) -> None:
         _check(defaults["lr"], defaults["temperature"], defaults["prior_std"])
         if not 0.0 < target_accept < 1.0:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
@@ -130,6 +143,7 @@ class Langevin(Optimizer):
         self.warmup_steps = warmup_steps if metropolis else 0
         self.adapt_until = adapt_until if metropolis else 0
         self.chain_losses = chain_losses
+        self.noise_update = noise_update
         self.chains = 1 if generator is None or isinstance(generator, torch.Generator) else len(generator)
         self.layout: FlatLayout | None = None
         self.flat: dict[str, Any] = {"steps": 0}  # the per-chain state (see `_allocate`), in state_dict
@@ -167,6 +181,8 @@ class Langevin(Optimizer):
         }
         if self.metropolis:
             flat["state_theta"] = layout.zeros()
+        if self.noise_update is not None:  # each chain's temperature, set by the noise step of its sweep
+            flat["temperature"] = torch.full((chains,), self._hyper()[1], dtype=torch.float64, device=device)
         self.flat = {**flat, **self._extra_state(layout)}
         if self._loaded is not None:
             self.flat.update({k: v.to(device) if isinstance(v, Tensor) else v for k, v in self._loaded.items()})
@@ -271,12 +287,16 @@ class Langevin(Optimizer):
             self._allocate()
         lr, temperature = self._hyper()
         flat, views = self.flat, self.layout.views
+        if self.noise_update is not None:
+            temperature = flat["temperature"]
         theta, drift = flat["theta"], flat["drift"]
         params = self.layout.params
         torch._foreach_copy_(views(theta), params)
         torch._foreach_copy_(views(drift), [p.grad for p in params])
         precision = self.prior_precision
-        if isinstance(precision, float):
+        if isinstance(temperature, Tensor):
+            self._pull_to_prior(drift, theta, temperature)
+        elif isinstance(precision, float):
             drift.add_(theta, alpha=temperature * precision)
         elif precision is not None:
             drift.addcmul_(precision, theta, value=temperature)
@@ -288,21 +308,40 @@ class Langevin(Optimizer):
         if flat["adapting"] and flat["steps"] >= self.warmup_steps:
             self._adapt()
         base, base_drift = self._state(data, prior)
+        temperature = self._update_noise(base, base_drift, temperature)  # between the decision and the proposal
         precond = self._preconditioner(drift)
         self._propose(base, base_drift, precond, lr, temperature)
         flat["steps"] += 1
         return loss
 
-    def _decide(self, data: Tensor | None, prior: Tensor, lr: float, temperature: float) -> None:
+    def _pull_to_prior(self, drift: Tensor, theta: Tensor, temperature: Tensor) -> None:
+        """drift += T·θ/σ_p² with each chain's T (K,) (its row of `drift` and `theta`, (K, D))."""
+        precision = self.prior_precision
+        if precision is not None:
+            drift.addcmul_(theta * precision, temperature.to(drift.dtype)[:, None])
+
+    def _update_noise(self, state: Tensor, state_drift: Tensor, temperature: Temperature) -> Temperature:
+        """The noise step of the Gibbs sweep (`noise_update`): each chain's new temperature, with its state's
+        drift and data loss brought to it; returns the temperature of the next proposal."""
+        update = None if self.noise_update is None else self.noise_update(self.flat["accepted"], self.flat["steps"])
+        if update is None:
+            return temperature
+        new_temperature, state_loss = update
+        self._pull_to_prior(state_drift, state, new_temperature - temperature)
+        self.flat["state_loss"].copy_(state_loss)
+        self.flat["temperature"].copy_(new_temperature)
+        return self.flat["temperature"]
+
+    def _decide(self, data: Tensor | None, prior: Tensor, lr: float, temperature: Temperature) -> None:
         """The MH acceptance probability of the move from the state to this step's point, and (adjusted)
         the per-chain decision."""
         flat = self.flat
         fresh = flat["fresh"]
-        if data is None or temperature == 0:  # no energy to compare: nothing to decide
+        if data is None or (not isinstance(temperature, Tensor) and temperature == 0):  # no energy to compare
             flat["accept_prob"].fill_(math.nan)
             flat["accepted"].fill_(True)
             return
-        factor = (lr * flat["proposal_scale"] / (2 * temperature)).sqrt()[:, None]
+        factor = (lr * flat["proposal_scale"] / (2 * temperature)).sqrt().to(flat["drift"].dtype)[:, None]
         c = flat["state_drift"] + flat["drift"]
         sqrt_precond = self._sqrt_preconditioner()
         if sqrt_precond is not None:
@@ -360,7 +399,7 @@ class Langevin(Optimizer):
             self._end_adaptation()
 
     def _propose(self, base: Tensor, base_drift: Tensor, precond: Tensor | None, lr: float,
-                 temperature: float) -> None:
+                 temperature: Temperature) -> None:
         """θ' = base − lr·s·G·d + sqrt(2·lr·T)·sqrt(s·G)·ξ per chain (s its step scale), written into the
         parameters."""
         flat = self.flat
@@ -372,7 +411,10 @@ class Langevin(Optimizer):
         noise = flat["noise"]
         fill_normal_(self.layout.views(noise), self.generator)
         noise_gain = rows.sqrt() if precond is None else gain.sqrt_()  # (never in place on the step scale)
-        new.add_(noise * noise_gain, alpha=math.sqrt(2.0 * lr * temperature))
+        if isinstance(temperature, Tensor):
+            new.add_(noise * noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
+        else:
+            new.add_(noise * noise_gain, alpha=math.sqrt(2.0 * lr * temperature))
         torch._foreach_copy_(self.layout.params, self.layout.views(new))
 
 
@@ -389,15 +431,16 @@ class SGLD(Langevin):
     Mapping to DIP: with ``L`` the mean-MSE over ``P`` observed entries, noise std ``σ`` and
     ``T = τ·2σ²/P``, ``L/T = Σ r²/(2σ²τ)``: ``τ = 1`` is the Bayes posterior, ``τ < 1`` a cold one.
     ``prior_std=None`` is a flat prior; ``temperature=0`` is plain gradient descent. See :class:`Langevin`
-    for chains, the Metropolis adjustment and the step-size adaptation.
+    for chains, the Metropolis adjustment, the step-size adaptation and the noise inferred with the image
+    (``noise_update``; ``temperature`` is then each chain's starting one).
     """
 
     def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
                  generator: Generators = None, metropolis: bool = False, target_accept: float = 0.574,
                  warmup_steps: int = 0, adapt_until: int = 0,
-                 chain_losses: Callable[[], Tensor] | None = None) -> None:
+                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None) -> None:
         super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std), generator, metropolis,
-                         target_accept, warmup_steps, adapt_until, chain_losses)
+                         target_accept, warmup_steps, adapt_until, chain_losses, noise_update)
 
 
 class PSGLD(Langevin):
@@ -419,11 +462,11 @@ class PSGLD(Langevin):
     def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
                  alpha: float = 0.99, eps: float = 1e-5, generator: Generators = None, metropolis: bool = False,
                  target_accept: float = 0.574, warmup_steps: int = 0, adapt_until: int = 0,
-                 chain_losses: Callable[[], Tensor] | None = None) -> None:
+                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps),
-                         generator, metropolis, target_accept, warmup_steps, adapt_until, chain_losses)
+                         generator, metropolis, target_accept, warmup_steps, adapt_until, chain_losses, noise_update)
         self._frozen = False  # before the first step; then in `flat`
 
     def _extra_state(self, layout: FlatLayout) -> dict[str, Any]:

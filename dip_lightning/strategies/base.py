@@ -56,6 +56,9 @@ class Strategy(ABC):
 
     name: str = "strategy"
 
+    infers_noise: bool = False
+    """Whether the strategy samples the noise parameters with the image (`model.infer_sigma`, `tasks.noise`)."""
+
     def __init__(self, chains: int = 1) -> None:
         if chains < 1:
             raise InputError(f"model.strategy.chains={chains}: the number of chains must be >= 1")
@@ -108,8 +111,9 @@ def chain_metrics(task: RestorationTask, images: torch.Tensor) -> dict[str, Any]
 
 def likelihood_temperature(task: RestorationTask, tau: float) -> float:
     """T = tau·2σ²/P: the tempered posterior exp(−P·MSE/(2σ²·tau)) written with the task's mean-MSE loss over
-    P observed entries and noise std σ (tau = 1 the Bayes posterior, tau < 1 a cold one)."""
-    return tau * 2 * task.noise_std**2 / task.num_observed
+    P observed entries and noise std σ (tau = 1 the Bayes posterior, tau < 1 a cold one); the task's noise
+    model's (`tasks.noise`) at its starting parameters."""
+    return task.noise_model.temperature(tau, task.num_observed)
 
 
 def uncertainty_selection(task: RestorationTask, mean: torch.Tensor, variance: torch.Tensor, metrics: dict[str, Any],

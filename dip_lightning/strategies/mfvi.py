@@ -73,7 +73,7 @@ class MeanFieldVI(PredictiveStrategy):
 
     def check(self, task: RestorationTask) -> None:
         super().check(task)
-        if task.noise_std == 0:
+        if task.noise_model.noise_free:
             raise InputError("MeanFieldVI needs the observation's noise level: at model.sigma=0 its temperature is 0, "
                              "so q collapses to a point and its spread is no posterior; give model.sigma > 0")
 

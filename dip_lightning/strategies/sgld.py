@@ -39,12 +39,17 @@ class SGLD(Strategy):
     the batch-means effective sample size (`ess_median`), from the streaming per-batch moments (one chain
     is split into its two halves, so they are reported for one chain too).
 
-    How close the chains come to the stated posterior is measured, not assumed (docs/science.md §3, §10):
+    How close the chains come to the stated posterior is measured, not assumed (docs/science.md §3, §8):
     `metropolis` makes sgld/psgld exact at any step size (MALA: each Langevin step is a proposal accepted
     with the Metropolis-Hastings ratio; the step size adapts during burn-in to `target_accept` and is then
     frozen); unadjusted, the same ratio is computed and reported (`mh_accept_prob`: near 1 the step is
     accurate, near 0 far off). `mse_observation_ratio` (the states' mean MSE to the observation over σ²
     after burn-in, near 1 for posterior samples) is reported for every chain.
+
+    With the noise inferred (`model.infer_sigma`, `tasks.noise`), each Langevin step is a Gibbs sweep: the
+    noise parameters are drawn given the state's prediction between the decision on the pending proposal and
+    the next proposal, from the middle of the burn-in on (before it the chains run at the classical estimate);
+    each chain's temperature and band follow its own. metrics.json adds their posterior mean and std.
 
     Where sgld/psgld are not samplers of the stated posterior they say so: a noise-free task (σ = 0, so
     T = 0: plain gradient descent) is refused; input jitter (`model.reg_noise_std` > 0, gradient noise
@@ -131,6 +136,10 @@ class SGLD(Strategy):
         self._posterior: PosteriorAverage | None = None
         self._chain: LangevinChain | None = None
 
+    @property
+    def infers_noise(self) -> bool:
+        return self.sampler != "paper"
+
     def temperature(self, task: RestorationTask) -> float:
         """T = tau·2σ²/P: the posterior exp(−P·MSE/(2σ²τ)) in terms of the task's mean-MSE loss."""
         return likelihood_temperature(task, self.tau)
@@ -139,7 +148,7 @@ class SGLD(Strategy):
         """Refuse what sgld/psgld cannot sample: a noise-free task (T = 0), and input jitter under `metropolis`."""
         if self.sampler == "paper":
             return
-        if task.noise_std == 0:
+        if task.noise_model.noise_free:
             raise InputError(f"sampler={self.sampler} needs the observation's noise level: at model.sigma=0 its "
                              f"temperature is 0, so it is plain gradient descent and its spread is no posterior; "
                              f"give model.sigma > 0, or use sampler=paper (a heuristic) for a noise-free task")
@@ -188,6 +197,10 @@ class SGLD(Strategy):
                       metropolis=self.metropolis, target_accept=self.target_accept,
                       warmup_steps=self.burn_in // 2, adapt_until=self.burn_in,
                       chain_losses=lambda: task.chain_loss)
+        noise = task.noise_model
+        if noise.infer:  # the noise step of each Gibbs sweep, from the middle of the burn-in on
+            noise.configure(self.tau, start=self.burn_in // 2, adapt_until=self.burn_in, metropolis=self.metropolis)
+            common["noise_update"] = lambda accepted, step: noise.update(task, accepted, step)
         if self.sampler == "sgld":
             return optim.SGLD(params, **common)
         return optim.PSGLD(params, alpha=self.alpha, eps=self.eps, **common)
@@ -209,6 +222,8 @@ class SGLD(Strategy):
         output, keep = self._chain.sample(task)
         if self._backtracking is not None:
             keep = keep & ~self._backtracking.rolled_back
+        if task.noise_model.infer:
+            task.noise_model.record(keep)  # the noise parameters paired with the kept samples
         return output, keep
 
     def select(self, task: RestorationTask, gather: Gather) -> Selection:

@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from ..compiled import CompiledForward
+from ..console import warn
 from ..errors import InputError
 from ..images import crop_to_multiple
 from ..nets import SkipNet
@@ -22,7 +23,9 @@ from ..optim import gaussian_like
 from ..nets.chains import chains_channels_last, stack_chains, to_channels_last
 from ..strategies.base import Selection, Strategy
 from ..tracking import ArgBest
-from .likelihood import censored_terms, clipped_entries
+from .likelihood import clipped_entries
+from .noise import (NOISE_MODELS, GaussianNoise, NoiseModel, PoissonGaussianNoise, classical_poisson_gaussian,
+                    classical_sigma)
 
 NetFactory = Callable[[int, int], nn.Module]
 """A network class configured from YAML; called with (input channels, output channels)."""
@@ -66,10 +69,24 @@ class RestorationTask(L.LightningModule):
     (`z`, `output`, `ema`: (K, C, *S)), and the observation (1, C, *S) is shared. Chain k draws its weights,
     its code z, its input jitter and its Langevin noise from its own stream, seeded by `chain_seed`.
 
+    Noise (`tasks.noise`, docs/science.md §10): `noise` is the model of the observation noise, Gaussian
+    N(0, σ²) or Poisson-Gaussian (variance a·x + b: photon noise of `peak` photons per unit intensity, a =
+    1/peak, plus read noise of std `sigma`, b = σ²); it makes the observation of a clean image and gives the
+    likelihood. Its parameters are known (`sigma`, `peak`) or inferred with the image by the Langevin
+    samplers (`infer_sigma`): then `sigma` and `peak` only simulate the observation of a clean image. The
+    classical estimate from the observation (wavelet MAD) is always computed and reported.
+
     Args:
         net: network class; called with (input_channels, image channels).
         strategy: how θ is fitted and what is returned (SGD + stopping, SGLD + posterior average).
-        sigma: std of the additive Gaussian observation noise, in 0-255 units.
+        sigma: std of the additive Gaussian observation noise (the read noise under `poisson_gaussian`), in
+            0-255 units; null: unknown (a real observation's).
+        noise: `gaussian` or `poisson_gaussian` (photon + read noise).
+        peak: photons per unit intensity of `poisson_gaussian` noise (a = 1/peak).
+        infer_sigma: infer the noise level (σ, or a and b) with the image (sgld/psgld: a Gibbs step in each
+            Langevin step); null (the default): inferred for a real observation (`data.is_observation`) under
+            such a sampler, known otherwise (for a real observation under another strategy: the classical
+            estimate); false: `sigma` (and `peak`) are the noise of the observation, also of a real one.
         input_channels: channels of the fixed code z ~ U(0, input_scale).
         input_scale: upper bound of the uniform code.
         reg_noise_std: std of the N(0, ·) jitter added to z each step (DIP's regulariser); 0 disables it.
@@ -91,15 +108,21 @@ class RestorationTask(L.LightningModule):
     Langevin noise and posterior moments are float32 in every precision.
     """
 
-    def __init__(self, net: NetFactory = SkipNet, strategy: Strategy | None = None, sigma: float = 25.0,
+    def __init__(self, net: NetFactory = SkipNet, strategy: Strategy | None = None, sigma: float | None = 25.0,
                  input_channels: int = 32, input_scale: float = 0.1, reg_noise_std: float = 1 / 30,
                  ema_decay: float = 0.99, likelihood: Literal["gaussian", "censored"] = "censored",
-                 observation_seed: int = 0, image_every_n_steps: int = 250, channels_last: bool = False,
-                 compile: bool = False) -> None:
+                 noise: Literal["gaussian", "poisson_gaussian"] = "gaussian", peak: float | None = None,
+                 infer_sigma: bool | None = None, observation_seed: int = 0, image_every_n_steps: int = 250,
+                 channels_last: bool = False, compile: bool = False) -> None:
         if likelihood not in ("gaussian", "censored"):
             raise InputError(f"model.likelihood={likelihood!r}: choose gaussian or censored")
-        if not math.isfinite(sigma) or sigma < 0:
-            raise InputError(f"model.sigma={sigma}: the noise std must be a finite number >= 0 (0-255 units for images)")
+        if noise not in NOISE_MODELS:
+            raise InputError(f"model.noise={noise!r}: choose {' or '.join(NOISE_MODELS)}")
+        if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
+            raise InputError(f"model.sigma={sigma}: the noise std must be a finite number >= 0 (0-255 units for "
+                             f"images), or null when unknown")
+        if peak is not None and not (math.isfinite(peak) and peak > 0):
+            raise InputError(f"model.peak={peak}: the photons per unit intensity must be a finite number > 0")
         super().__init__()
         from ..strategies import SGD  # the default strategy; imported late to avoid an import cycle
 
@@ -110,11 +133,18 @@ class RestorationTask(L.LightningModule):
         self.compiled_net: CompiledForward | None = None  # the net's compiled forward (model.compile)
         self.register_buffer("ground_truth", None)  # (1, C, *S) once set up, unless only an observation is given
         self.register_buffer("observation", None)  # (1, C, *S) once the problem is built
+        self.noise_model: NoiseModel | None = None  # the likelihood's noise, once the problem is built
         self.likelihood = likelihood  # also here, not only in hparams: a subclass may fix it (Signal1D)
         self.data_range = 1.0  # the span of the values PSNR is computed for: [0, 1] images
 
     clip_range: tuple[float, float] | None = (0.0, 1.0)
     """The range the observation is clipped to (by `observe`, or by the file format); None: not clipped."""
+
+    sigma_scale: float = 255.0
+    """`model.sigma` is in units of 1/sigma_scale of the data (0-255 units for [0, 1] images)."""
+
+    noise_floor: float = 1 / (255 * math.sqrt(12))
+    """The smallest noise std a likelihood takes, in data units: an image's 8-bit quantisation noise."""
 
     # ----- the forward model: what a subclass supplies -------------------------------------------------
     @abstractmethod
@@ -125,6 +155,15 @@ class RestorationTask(L.LightningModule):
         """A: network outputs (K, C, *S) -> the observation's space. Identity by default."""
         return output
 
+    def add_noise(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The noisy observation of noise-free values `clean` (A x) under `model.noise`, clipped to `clip_range`:
+        clean + N(0, σ²), or Poisson(peak·clean)/peak + N(0, σ²) (σ = `noise_std`), from `generator`."""
+        if self.hparams.noise == "poisson_gaussian":
+            peak = self.hparams.peak
+            clean = torch.poisson(clean.clamp(min=0) * peak, generator=generator) / peak
+        noisy = clean + torch.randn(clean.shape, generator=generator) * self.noise_std
+        return noisy if self.clip_range is None else noisy.clamp(*self.clip_range)
+
     @property
     def observed_mask(self) -> torch.Tensor | None:
         """Which entries of the observation were observed, broadcastable to it; None: all of them."""
@@ -133,17 +172,19 @@ class RestorationTask(L.LightningModule):
     def data_loss(self, output: torch.Tensor) -> torch.Tensor:
         """(K,): each chain's mean data term over the P observed entries, for outputs (K, C, *S).
 
-        The term is the squared error between A(output) and the observation, or at clipped entries under
-        the censored likelihood −2σ² log Φ(·) (see `tasks.likelihood`); over the temperature
-        T = τ·2σ²/P it is the negative log-likelihood over τ either way.
+        Under Gaussian noise the term is the squared error between A(output) and the observation, or at
+        clipped entries under the censored likelihood −2σ² log Φ(·) (see `tasks.likelihood`); over the
+        temperature T = τ·2σ²/P it is the negative log-likelihood over τ either way (`tasks.noise` for the
+        Poisson-Gaussian terms, whose mean over T is that too).
         """
         return self.prediction_loss(self.forward_operator(output))
 
-    def prediction_loss(self, prediction: torch.Tensor) -> torch.Tensor:
-        """`data_loss` of predictions A(output) (K, C', *S') already in the observation's space."""
-        if self.censoring_bounds is None:
-            return self.observed_mean((prediction - self.observation).square())
-        return self.observed_mean(censored_terms(prediction, self.observation, self.noise_std, self.censoring_bounds))
+    def prediction_loss(self, prediction: torch.Tensor, gradient: bool = True) -> torch.Tensor:
+        """`data_loss` of predictions A(output) (K, C', *S') already in the observation's space; at the noise
+        parameters of the gradient (`gradient`, what the optimizer steps with) or at the current ones (the
+        energy: they differ only for a Metropolis-adjusted chain that infers them)."""
+        return self.observed_mean(self.noise_model.terms(prediction, self.observation, self.censoring_bounds,
+                                                         gradient))
 
     def observed_mean(self, values: torch.Tensor) -> torch.Tensor:
         """(K, C, *S) -> (K,) float64: the sum of each chain's values over the observed entries, divided by P.
@@ -185,9 +226,10 @@ class RestorationTask(L.LightningModule):
         1D data), beside RunArtifacts' standard images and metrics.json. Nothing by default."""
 
     @property
-    def noise_std(self) -> float:
-        """Observation noise std on the [0, 1] intensity scale."""
-        return self.hparams.sigma / 255.0
+    def noise_std(self) -> float | None:
+        """`model.sigma` in the data's units (the [0, 1] intensity scale for images): the std of the simulated
+        Gaussian (or read) noise; None when unknown. The likelihood's noise is `noise_model`'s."""
+        return None if self.hparams.sigma is None else self.hparams.sigma / self.sigma_scale
 
     @property
     def num_observed(self) -> int:
@@ -223,6 +265,7 @@ class RestorationTask(L.LightningModule):
         if data.is_observation:
             observation = self.fit_to_network(data.image, multiple)
         else:
+            self._check_simulation()
             clean = self.fit_to_network(data.image, multiple)
             generator = torch.Generator().manual_seed(self.hparams.observation_seed)
             observation = self.observe(clean, generator)
@@ -230,7 +273,55 @@ class RestorationTask(L.LightningModule):
         self.register_buffer("observation", observation[None])
         if check_size is not None:  # a task may crop further (super-resolution: to its factor too)
             check_size(self.output_size(observation))
+        self.complete_problem()
+        self.noise_model = self.build_noise(data.is_observation)
         self.strategy.check(self)
+
+    def complete_problem(self) -> None:
+        """Finish the problem once the observation is registered, before its noise is estimated (e.g. the mask
+        of an observation given as it is). Nothing by default."""
+
+    def _check_simulation(self) -> None:
+        """Refuse a clean image whose observation cannot be simulated: unknown noise std or photon count."""
+        if self.hparams.sigma is None:
+            raise InputError("model.sigma=null: simulating the observation of a clean image needs its noise std; "
+                             "give model.sigma (0-255 units), or data.is_observation=true for a real noisy image")
+        if self.hparams.noise == "poisson_gaussian" and self.hparams.peak is None:
+            raise InputError("model.noise=poisson_gaussian: simulating the observation of a clean image needs "
+                             "model.peak (photons per unit intensity; model.sigma is the read-noise std)")
+
+    def build_noise(self, is_observation: bool) -> NoiseModel:
+        """The likelihood's noise model: inferred (`infer_sigma`, or by default for a real observation under a
+        sampler that can), else known: `sigma` (and `peak`), or for a real observation by default the classical
+        estimate. Refuses what cannot be inferred or is not known."""
+        choice, poisson = self.hparams.infer_sigma, self.hparams.noise == "poisson_gaussian"
+        if choice and not self.strategy.infers_noise:
+            raise InputError(f"model.infer_sigma=true needs a sampler that infers the noise with the image: "
+                             f"model.strategy=SGLD with sampler sgld or psgld (this run's strategy is "
+                             f"{self.strategy.name}); give model.sigma instead")
+        if poisson and self.clip_range is None:
+            raise InputError(f"model.noise=poisson_gaussian models photon counts of an image in [0, 1]: "
+                             f"{type(self).__name__} takes model.noise=gaussian")
+        infer = choice if choice is not None else is_observation and self.strategy.infers_noise
+        from_estimate = not infer and choice is None and is_observation  # a real observation, no sampler to infer
+        if not infer and not from_estimate and (self.hparams.sigma is None or (poisson and self.hparams.peak is None)):
+            raise InputError("model.infer_sigma=false needs the observation's noise: give model.sigma"
+                             + (" and model.peak" if poisson else "") + ", or model.infer_sigma=true")
+        observed, bounds = self.observed_mask, self.clip_range
+        if not poisson:
+            estimate = classical_sigma(self.observation, observed, bounds)
+            known = None if infer else (max(estimate, self.noise_floor),) if from_estimate else (self.noise_std,)
+            model = GaussianNoise(known, (estimate,), self.noise_floor)
+            if (infer or from_estimate) and model.looks_noise_free(estimate):
+                scale = self.sigma_scale
+                warn(f"the observation looks noise-free (wavelet estimate sigma = {scale * estimate:.2f}, {scale:g} = "
+                     f"full range): its posterior is nearly a point and the uncertainty map near zero; sigma is kept "
+                     f">= {scale * self.noise_floor:.2f}")
+            return model
+        estimate = classical_poisson_gaussian(self.observation, observed, bounds, self.noise_floor)
+        known = (None if infer else estimate if from_estimate else (1 / self.hparams.peak, self.noise_std**2))
+        mean_intensity = float(self.observed_mean(self.observation.clamp(min=0)))
+        return PoissonGaussianNoise(known, estimate, self.noise_floor, mean_intensity)
 
     def build_chains(self, rank: int, device: torch.device) -> None:
         """This process's K chains (`strategy.chains`; process `rank` holds chains rank·K ... rank·K + K − 1):
@@ -260,6 +351,10 @@ class RestorationTask(L.LightningModule):
         interior = self.interior_mask()  # fixed once the problem is built
         self.register_buffer("interior", interior, persistent=False)
         self.interior_count = max(1, int(interior.sum()))
+        observed = torch.ones_like(interior) if self.observed_mask is None else self.observed_mask.expand_as(interior)
+        self.register_buffer("censored", observed * (1 - interior), persistent=False)  # observed, clipped entries
+        self.censored_count = int(self.censored.sum())
+        self.noise_model.allocate(self, chains, device)
         out_shape = (chains, channels, *size)
         self.register_buffer("output", torch.zeros(out_shape))
         self.register_buffer("ema", torch.zeros(out_shape))
@@ -306,7 +401,10 @@ class RestorationTask(L.LightningModule):
         output = self(z).to(self.output.dtype)  # float32 (float64 under 64-true), whatever autocast made
         with torch.autocast(output.device.type, enabled=False):  # the data term and metrics in full precision
             image, prediction, chain_loss = self.strategy.training_loss(self, output)  # A(image); data term (+ ...)
-            self.chain_loss = chain_loss.detach()  # (K,) float64: a Metropolis-adjusted sampler's energy reads it
+            self.last_prediction = prediction.detach()  # a noise model inferred with the image reads it
+            # (K,) float64: a Metropolis-adjusted sampler's energy reads it (at the current noise parameters)
+            self.chain_loss = (self.prediction_loss(self.last_prediction, gradient=False)
+                               if self.noise_model.separate_energy else chain_loss.detach())
             self._track(image.detach(), prediction.detach(), self.chain_loss)
         return {"loss": chain_loss.sum(), "chain_loss": self.chain_loss}
 
@@ -314,11 +412,12 @@ class RestorationTask(L.LightningModule):
     def _track(self, output: torch.Tensor, prediction: torch.Tensor, chain_loss: torch.Tensor) -> None:
         """Update the step's outputs, EMA and best trackers, and log curves (means over chains); tensor ops only.
 
-        Sets `psnr_observation` (K,) (PSNR of A(output) against the observation, every entry) and
+        Sets `psnr_observation` (K,) (PSNR of A(output) against the observation, every entry),
         `mse_interior` (K,): the MSE over the observed entries the likelihood treats as uncensored (all
-        observed entries under `gaussian`), the quantity that settles near σ² for a posterior sample.
-        Logged curves: `mse/observation` (the MSE over every observed entry, whichever the likelihood)
-        and `mse/interior`.
+        observed entries under `gaussian`), and `noise_ratio` (K,) float64: the mean over those entries of the
+        squared residual over the noise variance (each chain's current one), which settles near 1 for a
+        posterior sample. Logged curves: `mse/observation` (the MSE over every observed entry, whichever the
+        likelihood), `mse/interior`, and the inferred noise (`noise/sigma` in 0-255 units, or `noise/a`, `noise/b`).
         """
         self.step.add_(1)
         self.output.copy_(output)
@@ -329,6 +428,7 @@ class RestorationTask(L.LightningModule):
         self.last_finite_step.copy_(torch.where(finite, self.step, self.last_finite_step))
         squared = (prediction - self.observation).square()
         self.mse_interior = (squared * self.interior).flatten(1).sum(1) / self.interior_count
+        self.noise_ratio = self.noise_model.standardized(prediction, squared, self)
         self.psnr_observation = chain_psnr(prediction, self.observation, self.data_range)  # (K,)
         metrics = {"mse/observation": self.observed_mean(squared).mean(), "mse/interior": self.mse_interior.mean(),
                    "psnr/observation": self.psnr_observation.mean()}
@@ -338,6 +438,8 @@ class RestorationTask(L.LightningModule):
             self.best.update(chain_truth, output, self.step)
             self.best_ema.update(chain_ema, self.ema, self.step)
             metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
+        if self.noise_model.infer:
+            metrics.update(self.noise_model.curves(self.sigma_scale))
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes logs at
             self.log_dict(metrics, prog_bar=False)
             # for the progress bar, which reads it at its refreshes (prog_bar=True would make Lightning read it
@@ -364,8 +466,12 @@ class RestorationTask(L.LightningModule):
 
     def select(self, gather: bool = True) -> Selection:
         """The strategy's result over all chains (`gather`: of every process; a collective), or over this
-        process's chains alone (`gather=False`, e.g. after an interruption that may have hit one process)."""
-        return self.strategy.select(self, self.gather_chains if gather else (lambda tensor: tensor))
+        process's chains alone (`gather=False`, e.g. after an interruption that may have hit one process), with
+        the noise figures (`tasks.noise`: the classical estimate; inferred, the posterior mean and std)."""
+        collect = self.gather_chains if gather else (lambda tensor: tensor)
+        selection = self.strategy.select(self, collect)
+        selection.metrics.update(self.noise_model.metrics(collect, self.sigma_scale))
+        return selection
 
     def summary(self, selection: Selection) -> dict[str, float | int]:
         """metrics.json figures: the selected output's quality, the run's curve landmarks (this process's

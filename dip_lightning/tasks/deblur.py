@@ -48,12 +48,12 @@ class Deblur(RestorationTask):
         blur_sigma: std of the Gaussian kernel, pixels.
         kernel: a kernel file (.npy, .csv/.txt, grey image) used instead of the Gaussian; a kernel that
             does not sum to 1 is normalised (with a notice), one that is not 2D is refused.
-        sigma: std of the additive noise, 0-255 units.
+        sigma: std of the additive noise, 0-255 units (null: unknown; see RestorationTask).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
     def __init__(self, kernel_size: int = 9, blur_sigma: float = 2.0, kernel: str | None = None,
-                 sigma: float = 5.0, **kwargs) -> None:
+                 sigma: float | None = 5.0, **kwargs) -> None:
         super().__init__(sigma=sigma, **kwargs)
         if kernel is not None:
             weights = load_kernel(kernel)
@@ -66,7 +66,7 @@ class Deblur(RestorationTask):
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         blurred = self.forward_operator(clean[None])[0]
-        return (blurred + torch.randn(blurred.shape, generator=generator) * self.noise_std).clamp(0, 1)
+        return self.add_noise(blurred, generator)
 
     def forward_operator(self, output: torch.Tensor) -> torch.Tensor:
         return filter2d(output, self.kernel, border_type="reflect")

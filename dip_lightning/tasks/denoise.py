@@ -1,4 +1,4 @@
-"""Denoising: y = clip(x + n, 0, 1), n ~ N(0, sigma²); A is the identity."""
+"""Denoising: y = clip(x + n, 0, 1), n Gaussian N(0, sigma²) or Poisson-Gaussian (`model.noise`); A is the identity."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from .base import RestorationTask
 
 
 class Denoise(RestorationTask):
-    """Gaussian denoising with noise std `sigma` (0-255 units, default 25), observation clipped to [0, 1]."""
+    """Denoising of noise std `sigma` (0-255 units, default 25; or Poisson-Gaussian noise, `model.noise`),
+    observation clipped to [0, 1]."""
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(clean.shape, generator=generator) * self.noise_std
-        return (clean + noise).clamp(0, 1)
+        return self.add_noise(clean, generator)

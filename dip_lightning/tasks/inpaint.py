@@ -30,12 +30,12 @@ class Inpaint(MaskedTask):
             and cropped like the image.
         box: [top, left, height, width] of a missing rectangle, in pixels of the (cropped) image.
         paste_known: copy the known pixels of the observation into the returned output.
-        sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers).
+        sigma: std of noise on the known pixels, 0-255 units (0: noise-free, as in the papers; null: unknown).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
     def __init__(self, missing: float = 0.5, mask: str | None = None, box: list[int] | None = None,
-                 paste_known: bool = False, sigma: float = 0.0, **kwargs) -> None:
+                 paste_known: bool = False, sigma: float | None = 0.0, **kwargs) -> None:
         if not 0.0 <= missing < 1.0:
             raise InputError(f"model.missing={missing} is not a fraction of missing pixels: choose 0 <= missing < 1")
         if box is not None and (len(box) != 4 or min(box[2:]) < 1 or min(box[:2]) < 0):
@@ -55,11 +55,9 @@ class Inpaint(MaskedTask):
         if self.hparams.mask is None:
             known = known & (torch.rand(known.shape, generator=generator) >= self.hparams.missing)
         self.set_mask(known)
-        noise = torch.randn(clean.shape, generator=generator) * self.noise_std
-        return (clean + noise).clamp(0, 1) * known
+        return self.add_noise(clean, generator) * known
 
-    def build_problem(self, data) -> None:
-        super().build_problem(data)
+    def complete_problem(self) -> None:
         if self.mask is None:  # the image is the observation itself: its missing pixels must be given
             if self.hparams.mask is None and self.hparams.box is None:
                 raise InputError("inpainting an observation (data.is_observation=true) needs its missing pixels: "

@@ -29,14 +29,23 @@ def clipped_entries(observation: torch.Tensor, bounds: tuple[float, float]) -> t
     return observation <= low + BOUND_TOLERANCE, observation >= high - BOUND_TOLERANCE
 
 
-def censored_terms(prediction: torch.Tensor, observation: torch.Tensor, sigma: float,
+def distance_past_bound(prediction: torch.Tensor, observation: torch.Tensor,
+                        bounds: tuple[float, float]) -> torch.Tensor:
+    """How far past its bound a clipped entry's noisy value may lie, per entry: low − f where y is at low,
+    f − high elsewhere (meaningful at the clipped entries only)."""
+    low, high = bounds
+    at_low, _ = clipped_entries(observation, bounds)
+    return torch.where(at_low, low - prediction, prediction - high)
+
+
+def censored_terms(prediction: torch.Tensor, observation: torch.Tensor, sigma: float | torch.Tensor,
                    bounds: tuple[float, float]) -> torch.Tensor:
     """Per-entry censored data term (see the module docstring), shaped like `prediction` (K, C, *S);
-    `observation` (1, C, *S) broadcasts over the leading chain dimension. `sigma` in the data's units."""
-    low, high = bounds
+    `observation` (1, C, *S) broadcasts over the leading chain dimension. `sigma` in the data's units: a
+    number, or a tensor (K, 1, ...) of each chain's (> 0)."""
     at_low, at_high = clipped_entries(observation, bounds)
-    beyond = torch.where(at_low, low - prediction, prediction - high)  # how far past its bound y's entry may lie
-    if sigma > 0:
+    beyond = distance_past_bound(prediction, observation, bounds)
+    if isinstance(sigma, torch.Tensor) or sigma > 0:
         censored = -2 * sigma**2 * log_ndtr(beyond / sigma)  # one call for both bounds: log_ndtr is the cost
     else:
         censored = (-beyond).clamp(min=0).square()

@@ -27,22 +27,20 @@ class Signal1D(MaskedTask):
 
     Args:
         observed: fraction of points observed, in (0, 1].
-        sigma: std of the observation noise, in the signal's own units (not 0-255: signals have no fixed range).
+        sigma: std of the observation noise, in the signal's own units (not 0-255: no fixed range; null: unknown).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
     clip_range = None
+    sigma_scale = 1.0  # `sigma` in the signal's own units
+    noise_floor = 1e-6  # the smallest noise std, in the signal's units (no quantisation to bound it)
 
-    def __init__(self, observed: float = 0.1, sigma: float = 0.0, **kwargs) -> None:
+    def __init__(self, observed: float = 0.1, sigma: float | None = 0.0, **kwargs) -> None:
         if not 0.0 < observed <= 1.0:
             raise InputError(f"model.observed={observed} is not a fraction of observed points: "
                              f"choose 0 < observed <= 1")
         # not clipped: no entry is censored, so `likelihood` would change nothing and is not offered
         super().__init__(sigma=sigma, likelihood="gaussian", **kwargs)
-
-    @property
-    def noise_std(self) -> float:
-        return self.hparams.sigma
 
     def fit_to_network(self, image: torch.Tensor, multiple: int) -> torch.Tensor:
         return crop_signal_to_multiple(image, multiple)
@@ -52,11 +50,9 @@ class Signal1D(MaskedTask):
         if not bool(known.any()):
             raise InputError(f"no point observed at model.observed={self.hparams.observed}: raise it")
         self.set_mask(known)
-        noise = torch.randn(clean.shape, generator=generator) * self.noise_std
-        return (clean + noise) * known
+        return self.add_noise(clean, generator) * known
 
-    def build_problem(self, data) -> None:
-        super().build_problem(data)
+    def complete_problem(self) -> None:
         if self.mask is None:  # an observation given: every point of it is observed
             self.set_mask(torch.ones(self.observation.shape[-1], dtype=torch.bool))
         values = self.ground_truth if self.has_ground_truth else self.observation  # the latter all observed

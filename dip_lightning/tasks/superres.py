@@ -49,13 +49,13 @@ class SuperResolution(RestorationTask):
 
     Args:
         factor: the upsampling factor (2, 4, 8, ...); each side of the ground truth must be divisible by it.
-        sigma: std of noise added to the low-resolution observation, 0-255 units (0: noise-free).
+        sigma: std of noise added to the low-resolution observation, 0-255 units (0: noise-free; null: unknown).
         downsampler: the operator D: `lanczos2`, DIP's (`images.lanczos2_downsample`), or
             `antialiased_bicubic` (kornia's resize: a Gaussian antialiasing blur, then bicubic sampling).
         **kwargs: the RestorationTask arguments (net, strategy, reg_noise_std, ...).
     """
 
-    def __init__(self, factor: int = 4, sigma: float = 0.0,
+    def __init__(self, factor: int = 4, sigma: float | None = 0.0,
                  downsampler: Literal["lanczos2", "antialiased_bicubic"] = "lanczos2", **kwargs) -> None:
         if factor < 1:
             raise InputError(f"model.factor={factor}: the super-resolution factor must be an integer >= 1")
@@ -84,7 +84,7 @@ class SuperResolution(RestorationTask):
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         low = self._downsample(clean[None])[0]
-        return (low + torch.randn(low.shape, generator=generator) * self.noise_std).clamp(0, 1)
+        return self.add_noise(low, generator)
 
     def forward_operator(self, output: torch.Tensor) -> torch.Tensor:
         return self._downsample(output)
