@@ -197,7 +197,7 @@ def main() -> None:
                 where.append((task, label, run.params["image"]))
     # the acceptance rows first (oracles, shipped configs), then the step-size rows, so that an interrupted
     # study has what matters most
-    rank = ("SGD oracle", "psgld lr", "sgld_inpaint.yaml (shipped)", "psgld lr/2", "psgld Metropolis")
+    rank = ("SGD oracle", "psgld lr", "sgld_inpaint.yaml (shipped)", "psgld Metropolis", "psgld lr/2")
     order = sorted(range(len(runs)), key=lambda i: rank.index(where[i][1]) if where[i][1] in rank else len(rank))
     runs, where = [runs[i] for i in order], [where[i] for i in order]
     if args.dry_run:
