@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -225,6 +226,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    least = args.warmup + 2 * THIN  # the samplers' burn-in is the warm-up, and a run must plan 2 samples
+    if min(args.steps) < least:
+        parser.error(f"--steps {' '.join(map(str, args.steps))}: each must be >= warm-up + 2 x thin = {least}")
     torch.set_num_threads(1)
     cases = [(name, size, chains) for size in args.sizes for chains in args.chains for name in args.strategies]
     times: dict[tuple, dict[str, list[float]]] = {case: {"fit": [], "bare": []} for case in cases}
@@ -233,6 +237,8 @@ def main() -> None:
             steps = args.steps[0] if case[1] <= 64 else args.steps[1]
             times[case]["bare"].append(time_bare(*case, steps, args.warmup))
             times[case]["fit"].append(time_fit(*case, steps, args.warmup))
+            print(f"{case}: bare {1e3 * times[case]['bare'][-1]:.1f} ms, fit {1e3 * times[case]['fit'][-1]:.1f} ms",
+                  file=sys.stderr, flush=True)
     print(f"thread CPU time per step, torch threads: {torch.get_num_threads()}, warm-up {args.warmup} steps, "
           f"{args.repeats} alternating repeats, fastest of each")
     print("| strategy | size | chains | bare ms/step | fit ms/step | fit / bare |")

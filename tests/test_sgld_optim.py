@@ -282,6 +282,32 @@ def test_metropolis_is_exact_where_the_unadjusted_step_is_not(name):
     assert runs["metropolis"][1] < 0.45  # at the unadjusted step size MALA rejects often (0.23, 0.37)
 
 
+@pytest.mark.parametrize("cls", [SGLD, PSGLD])
+def test_the_unadjusted_diagnostic_on_every_kth_step_leaves_the_chain_and_its_values_as_they_were(cls):
+    """diagnose_every=5 computes accept_prob on steps 5, 10, ... only (NaN on the others), equal to what the
+    every-step diagnostic gives there; the chain's path is the same to the bit."""
+    m, v = _target()
+    runs = {}
+    for every in (1, 5):
+        theta = nn.Parameter(torch.zeros(4, DIMS))
+        losses = {}
+        opt = cls([theta], lr=0.05, temperature=0.5, generator=[torch.Generator().manual_seed(k) for k in range(4)],
+                  chain_losses=lambda losses=losses: losses["loss"], diagnose_every=every)
+        probs = []
+        for _ in range(20):
+            current = theta.detach()
+            losses["loss"] = 0.5 * ((current - m) ** 2 / (2 * v)).sum(1)
+            theta.grad = 0.5 * (current - m) / v
+            opt.step()
+            probs.append(opt.accept_prob.clone())
+        runs[every] = theta.detach().clone(), torch.stack(probs)
+    assert torch.equal(runs[1][0], runs[5][0])
+    diagnosed = torch.arange(1, 21) % 5 == 0
+    assert runs[5][1][~diagnosed].isnan().all()
+    torch.testing.assert_close(runs[5][1][diagnosed], runs[1][1][diagnosed])
+    assert (runs[5][1][diagnosed] > 0).all()
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cls", [SGLD, PSGLD, PaperSGLD])

@@ -17,7 +17,8 @@ backward pass computes, so the decision is taken at the start of the next step: 
 parameters, not a second pass. A rejected chain stays where it was (its sample counts again). The
 energy needs each chain's loss: ``chain_losses`` (a callable returning the (K,) losses of the last
 evaluation) or, without it, the closure's return value. Without ``metropolis`` the same ratio is computed
-and not applied (``accept_prob``): a gauge of how far the unadjusted step is from its target. A
+and not applied (``accept_prob``): a gauge of how far the unadjusted step is from its target, on every
+``diagnose_every``-th step only (it costs a fifth of a 64x64 step's time; NaN on the others). A
 Metropolis-adjusted chain runs unadjusted for its first ``warmup_steps`` steps (from the initialisation to
 the bulk of the posterior: far from it, an energy landscape that steep rejects every useful step), then a
 preconditioner freezes, and from there until step ``adapt_until`` its step size adapts per chain to ``target_accept`` by dual averaging (Hoffman &
@@ -100,6 +101,7 @@ class FlatLayout:
         sizes = [p.numel() // chains for p in params]
         self.bounds = [(sum(sizes[:i]), sum(sizes[:i + 1])) for i in range(len(sizes))]
         self.size = sum(sizes)
+        self._cached: dict[int, tuple[Tensor, list[Tensor]]] = {}
 
     def zeros(self, dtype: torch.dtype | None = None) -> Tensor:
         first = self.params[0]
@@ -108,6 +110,14 @@ class FlatLayout:
     def views(self, flat: Tensor) -> list[Tensor]:
         """Parameter-shaped views of a (K, D) buffer (writing a view writes the buffer)."""
         return [flat[:, a:b].view(p.shape) for p, (a, b) in zip(self.params, self.bounds, strict=True)]
+
+    def buffer_views(self, flat: Tensor) -> list[Tensor]:
+        """`views` of a buffer that lives as long as the layout, built once (a step writes a few of them, and
+        building one view per parameter each time cost as much as the writes at 64x64)."""
+        cached = self._cached.get(id(flat))
+        if cached is None or cached[0] is not flat:
+            cached = self._cached[id(flat)] = (flat, self.views(flat))
+        return cached[1]
 
     def per_entry(self, values: list[float]) -> Tensor:
         """A (D,) vector holding one value per parameter over its entries."""
@@ -125,14 +135,16 @@ class Langevin(Optimizer):
     proposal's residual over the forward one, written without cancellation).
 
     After each ``step``: ``accept_prob`` (K,) the MH acceptance probability of the move just decided (NaN
-    where none was: the chain's first step or a `restart`), ``accepted`` (K,) bool which chains moved to the
+    where none was: the chain's first step, a `restart`, or an unadjusted step that is not a
+    ``diagnose_every``-th one), ``accepted`` (K,) bool which chains moved to the
     point evaluated in this step (all of them when unadjusted), ``state_point()`` the (K, D) weights of each
     chain's current state (the point whose output is its sample).
     """
 
     def __init__(self, params: Params, defaults: dict[str, Any], generator: Generators, metropolis: bool,
                  target_accept: float, warmup_steps: int, adapt_until: int,
-                 chain_losses: Callable[[], Tensor] | None, noise_update: NoiseUpdate | None) -> None:
+                 chain_losses: Callable[[], Tensor] | None, noise_update: NoiseUpdate | None,
+                 diagnose_every: int) -> None:
         _check(defaults["lr"], defaults["temperature"], defaults["prior_std"])
         if not 0.0 < target_accept < 1.0:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
@@ -144,8 +156,12 @@ class Langevin(Optimizer):
         self.adapt_until = adapt_until if metropolis else 0
         self.chain_losses = chain_losses
         self.noise_update = noise_update
+        if diagnose_every < 1:
+            raise ValueError(f"diagnose_every must be >= 1, got {diagnose_every}")
+        self.diagnose_every = diagnose_every
         self.chains = 1 if generator is None or isinstance(generator, torch.Generator) else len(generator)
         self.layout: FlatLayout | None = None
+        self._params_hold_proposal = False  # the parameters equal flat["proposal"] (nothing wrote them since)
         self.flat: dict[str, Any] = {"steps": 0}  # the per-chain state (see `_allocate`), in state_dict
         self._loaded: dict[str, Any] | None = None
 
@@ -154,6 +170,7 @@ class Langevin(Optimizer):
         """Flat buffers, at the first step (the parameters with a gradient are known then)."""
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.layout = layout = FlatLayout(params, self.chains)
+        self._params_hold_proposal = False
         priors = [group["prior_std"] for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.prior_precision: Tensor | float | None = (
             None if all(s is None for s in priors) else
@@ -247,6 +264,7 @@ class Langevin(Optimizer):
         current = self.layout.zeros()
         torch._foreach_copy_(self.layout.views(current), params)
         torch._foreach_copy_(params, self.layout.views(torch.where(chains[:, None], points, current)))
+        self._params_hold_proposal = False
         self.flat["fresh"] |= chains
 
     def _end_adaptation(self) -> None:
@@ -276,8 +294,10 @@ class Langevin(Optimizer):
         precision = self.prior_precision
         if precision is None:
             return loss, torch.zeros(self.chains, dtype=torch.float64, device=theta.device)
-        squares = theta.square() if isinstance(precision, float) else theta.square() * precision
-        prior = squares.sum(1, dtype=torch.float64) * (0.5 * precision if isinstance(precision, float) else 0.5)
+        if isinstance(precision, float):
+            prior = torch.linalg.vector_norm(theta, dim=1, dtype=torch.float64).square() * (0.5 * precision)
+        else:
+            prior = (theta.square() * precision).sum(1, dtype=torch.float64) * 0.5
         return loss, prior
 
     @torch.no_grad()
@@ -286,12 +306,15 @@ class Langevin(Optimizer):
         if self.layout is None:
             self._allocate()
         lr, temperature = self._hyper()
-        flat, views = self.flat, self.layout.views
+        flat, views = self.flat, self.layout.buffer_views
         if self.noise_update is not None:
             temperature = flat["temperature"]
-        theta, drift = flat["theta"], flat["drift"]
         params = self.layout.params
-        torch._foreach_copy_(views(theta), params)
+        if self._params_hold_proposal:  # the parameters are the last proposal: its buffer is theta now
+            flat["theta"], flat["proposal"] = flat["proposal"], flat["theta"]
+        else:
+            torch._foreach_copy_(views(flat["theta"]), params)
+        theta, drift = flat["theta"], flat["drift"]
         torch._foreach_copy_(views(drift), [p.grad for p in params])
         precision = self.prior_precision
         if isinstance(temperature, Tensor):
@@ -337,7 +360,9 @@ class Langevin(Optimizer):
         the per-chain decision."""
         flat = self.flat
         fresh = flat["fresh"]
-        if data is None or (not isinstance(temperature, Tensor) and temperature == 0):  # no energy to compare
+        deciding = self.metropolis and flat["steps"] >= self.warmup_steps
+        diagnosed = deciding or (flat["steps"] + 1) % self.diagnose_every == 0
+        if not diagnosed or data is None or (not isinstance(temperature, Tensor) and temperature == 0):
             flat["accept_prob"].fill_(math.nan)
             flat["accepted"].fill_(True)
             return
@@ -351,7 +376,7 @@ class Langevin(Optimizer):
         log_ratio = (flat["state_loss"] - data) / temperature + flat["state_prior"] - prior + log_q
         prob = log_ratio.clamp(max=0).exp().nan_to_num(nan=0.0).float()
         flat["accept_prob"].copy_(torch.where(fresh, math.nan, prob))
-        if self.metropolis and flat["steps"] >= self.warmup_steps:
+        if deciding:
             uniform = self._uniforms(prob)
             flat["accepted"].copy_(fresh | (uniform < prob))
         else:
@@ -407,15 +432,16 @@ class Langevin(Optimizer):
         flat["proposal_scale"].copy_(scale)
         new, rows = flat["proposal"], scale[:, None]
         gain = rows if precond is None else precond * rows
-        torch.add(base, base_drift * gain, alpha=-lr, out=new)
+        torch.addcmul(base, base_drift, gain, value=-lr, out=new)
         noise = flat["noise"]
-        fill_normal_(self.layout.views(noise), self.generator)
+        fill_normal_(self.layout.buffer_views(noise), self.generator)
         noise_gain = rows.sqrt() if precond is None else gain.sqrt_()  # (never in place on the step scale)
         if isinstance(temperature, Tensor):
-            new.add_(noise * noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
+            new.addcmul_(noise, noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
         else:
-            new.add_(noise * noise_gain, alpha=math.sqrt(2.0 * lr * temperature))
-        torch._foreach_copy_(self.layout.params, self.layout.views(new))
+            new.addcmul_(noise, noise_gain, value=math.sqrt(2.0 * lr * temperature))
+        torch._foreach_copy_(self.layout.params, self.layout.buffer_views(new))
+        self._params_hold_proposal = True
 
 
 class SGLD(Langevin):
@@ -438,9 +464,10 @@ class SGLD(Langevin):
     def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
                  generator: Generators = None, metropolis: bool = False, target_accept: float = 0.574,
                  warmup_steps: int = 0, adapt_until: int = 0,
-                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None) -> None:
+                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None,
+                 diagnose_every: int = 1) -> None:
         super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std), generator, metropolis,
-                         target_accept, warmup_steps, adapt_until, chain_losses, noise_update)
+                         target_accept, warmup_steps, adapt_until, chain_losses, noise_update, diagnose_every)
 
 
 class PSGLD(Langevin):
@@ -462,11 +489,13 @@ class PSGLD(Langevin):
     def __init__(self, params: Params, lr: float, temperature: float = 1.0, prior_std: float | None = None,
                  alpha: float = 0.99, eps: float = 1e-5, generator: Generators = None, metropolis: bool = False,
                  target_accept: float = 0.574, warmup_steps: int = 0, adapt_until: int = 0,
-                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None) -> None:
+                 chain_losses: Callable[[], Tensor] | None = None, noise_update: NoiseUpdate | None = None,
+                 diagnose_every: int = 1) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         super().__init__(params, dict(lr=lr, temperature=temperature, prior_std=prior_std, alpha=alpha, eps=eps),
-                         generator, metropolis, target_accept, warmup_steps, adapt_until, chain_losses, noise_update)
+                         generator, metropolis, target_accept, warmup_steps, adapt_until, chain_losses, noise_update,
+                         diagnose_every)
         self._frozen = False  # before the first step; then in `flat`
 
     def _extra_state(self, layout: FlatLayout) -> dict[str, Any]:

@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 DEFAULT_LR = {"sgld": 3.0, "psgld": 0.01, "paper": 0.01}
 """Learning rates measured to work on 64x64 denoising with the mean-MSE loss (docs/science.md §3)."""
+DIAGNOSE_EVERY = 10
+"""An unadjusted chain computes its MH ratio (`mh_accept_prob`) every this many steps (every log step when
+`trainer.log_every_n_steps` does not divide it): every step it cost 10 of a 64x64 step's 60 ms."""
+
+
+def _diagnose_every(task: RestorationTask) -> int:
+    """DIAGNOSE_EVERY, or its divisor that falls on every log step (the W&B curve `mcmc/accept_prob`)."""
+    trainer = getattr(task, "_trainer", None)  # a task built outside a Trainer has none
+    return math.gcd(DIAGNOSE_EVERY, trainer.log_every_n_steps if trainer is not None else DIAGNOSE_EVERY)
 
 
 class SGLD(Strategy):
@@ -42,8 +51,8 @@ class SGLD(Strategy):
     How close the chains come to the stated posterior is measured, not assumed (docs/science.md §3, §8):
     `metropolis` makes sgld/psgld exact at any step size (MALA: each Langevin step is a proposal accepted
     with the Metropolis-Hastings ratio; the step size adapts during burn-in to `target_accept` and is then
-    frozen); unadjusted, the same ratio is computed and reported (`mh_accept_prob`: near 1 the step is
-    accurate, near 0 far off). `mse_observation_ratio` (the states' mean MSE to the observation over σ²
+    frozen); unadjusted, the same ratio is computed every `DIAGNOSE_EVERY` steps and reported
+    (`mh_accept_prob`, its mean: near 1 the step is accurate, near 0 far off). `mse_observation_ratio` (the states' mean MSE to the observation over σ²
     after burn-in, near 1 for posterior samples) is reported for every chain.
 
     With the noise inferred (`model.infer_sigma`, `tasks.noise`), each Langevin step is a Gibbs sweep: the
@@ -196,7 +205,8 @@ class SGLD(Strategy):
         common = dict(lr=self.lr, temperature=temperature, prior_std=prior_std, generator=generators,
                       metropolis=self.metropolis, target_accept=self.target_accept,
                       warmup_steps=self.burn_in // 2, adapt_until=self.burn_in,
-                      chain_losses=lambda: task.chain_loss)
+                      chain_losses=lambda: task.chain_loss,
+                      diagnose_every=_diagnose_every(task))
         noise = task.noise_model
         if noise.infer:  # the noise step of each Gibbs sweep, from the middle of the burn-in on
             noise.configure(self.tau, start=self.burn_in // 2, adapt_until=self.burn_in, metropolis=self.metropolis)
