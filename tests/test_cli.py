@@ -10,7 +10,7 @@ import torch
 import yaml
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from conftest import TINY, fit_tiny, run_cli
+from conftest import TINY, fit_tiny, run_cli, tiny_args
 from dip_lightning.images import load_image
 
 GROUND_TRUTH_KEYS = {"psnr_observation_input", "psnr_final", "psnr_best", "step_best", "psnr_selected"}
@@ -269,7 +269,7 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
 
     noisy = (load_image("astronaut", 32) + 25 / 255 * torch.randn(3, 32, 32)).clamp(0, 1)
     save_image(tmp_path / "noisy.png", noisy)
-    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"),
                                       f"--trainer.default_root_dir={tmp_path}",
                                       f"--data.image={tmp_path / 'noisy.png'}", "--data.is_observation=true",
                                       "--model.sigma=1", "--model.infer_sigma=false", "--model.strategy.burn_in=10",
@@ -286,7 +286,7 @@ def test_a_sampler_run_without_a_posterior_sample_exits_1_in_one_line_and_keeps_
 def test_chains_that_did_not_mix_get_one_warning_line_and_rhat_in_the_std_panel(capsys, tmp_path):
     from dip_lightning.callbacks.artifacts import _std_title
 
-    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY,
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"),
                                       f"--trainer.default_root_dir={tmp_path}", "--model.strategy.chains=2",
                                       "--model.strategy.burn_in=10", "--model.strategy.thin=2",
                                       "--model.strategy.max_mse_ratio=1e9", "--trainer.max_steps=50")

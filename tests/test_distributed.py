@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import TINY
+from conftest import tiny_args
 from dip_lightning.moments import pool_moments, variance
 from moments_worker import gather_and_pool
 
@@ -18,7 +18,7 @@ TWO_PROCESSES = ["--trainer.accelerator=cpu", "--trainer.devices=2"]
 
 
 def _fit_two_processes(tmp_path, config: str, *args: str):
-    result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--config", config, *TINY, *TWO_PROCESSES,
+    result = subprocess.run([sys.executable, "-m", "dip_lightning", "fit", "--config", config, *tiny_args(config), *TWO_PROCESSES,
                              f"--trainer.default_root_dir={tmp_path}", *args], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -92,7 +92,7 @@ def test_moments_pooled_across_processes_equal_those_of_all_samples(tmp_path):
 def test_torchrun_launches_the_same_run(tmp_path):
     """torchrun starts the processes itself: they agree on one run directory named after the rendezvous."""
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "dip_lightning", "fit", "--config", "sgld_denoise", *TINY, *TWO_PROCESSES,
+                             "-m", "dip_lightning", "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"), *TWO_PROCESSES,
                              "--model.strategy.burn_in=10", "--model.strategy.thin=2",
                              "--model.strategy.max_mse_ratio=1e9", f"--trainer.default_root_dir={tmp_path}"],
                             capture_output=True, text=True, timeout=300)

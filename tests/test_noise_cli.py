@@ -118,7 +118,7 @@ def test_infer_sigma_runs_with_every_task(capsys, tmp_path, task):
 
 def test_poisson_gaussian_noise_is_simulated_and_inferred_and_reported(capsys, tmp_path):
     """model.noise=poisson_gaussian (peak 30, read noise 5): (a, b) inferred, their metrics and the one line."""
-    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, *SAMPLING,
+    run_dir, out, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"), *SAMPLING,
                                       f"--trainer.default_root_dir={tmp_path}", "--model.noise=poisson_gaussian",
                                       "--model.peak=30", "--model.sigma=5", "--model.infer_sigma=true")
     assert code == 0, err
@@ -143,7 +143,7 @@ def test_a_resumed_run_that_infers_sigma_continues_exactly(capsys, tmp_path):
     prediction are in it, so the resumed run ends where the straight one does."""
     _, straight = fit_tiny(capsys, tmp_path / "straight", *SAMPLING, "--model.infer_sigma=true",
                            config="sgld_denoise.yaml")
-    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, *SAMPLING,
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"), *SAMPLING,
                                     f"--trainer.default_root_dir={tmp_path / 'runs'}", "--model.infer_sigma=true",
                                     "--trainer.callbacks+=conftest.CtrlCAt", "--trainer.callbacks.step=23")
     assert code == 130, err

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from conftest import TINY, fit_tiny, run_cli
+from conftest import fit_tiny, run_cli, tiny_args
 from dip_lightning import optim
 from dip_lightning.errors import InputError
 from dip_lightning.images import load_image
@@ -106,7 +106,7 @@ def test_metropolis_refuses_what_it_cannot_adjust():
 
 
 def test_noise_free_sampling_fails_in_one_line_and_the_paper_mode_is_labelled(capsys, tmp_path):
-    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, *CHAIN, "--model.sigma=0",
+    _, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"), *CHAIN, "--model.sigma=0",
                               f"--trainer.default_root_dir={tmp_path}")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: sampler=psgld needs the observation's")
     assert not any(tmp_path.iterdir())  # the refused run leaves no directory
@@ -150,7 +150,7 @@ def test_a_chain_never_in_band_has_left_and_is_not_reset(capsys, tmp_path):
     # no output fits the observation to 0.01 sigma²: the chain was never in band at a check, so it has no state
     # to go back to: it has left at the first step after burn-in (not reset to its initialisation), and the run
     # stops at the next check, writes what it has and exits 1: no posterior
-    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *TINY, "--model.strategy.burn_in=5",
+    run_dir, _, err, code = run_cli(capsys, "fit", "--config", "sgld_denoise", *tiny_args("sgld_denoise"), "--model.strategy.burn_in=5",
                                     "--model.strategy.thin=1", "--model.strategy.max_mse_ratio=0.01",
                                     "--trainer.max_steps=200", f"--trainer.default_root_dir={tmp_path}")
     assert code == 1 and err.strip().splitlines()[-1].startswith("error: no posterior: 0 of 195"), err
