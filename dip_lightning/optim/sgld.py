@@ -432,14 +432,14 @@ class Langevin(Optimizer):
         flat["proposal_scale"].copy_(scale)
         new, rows = flat["proposal"], scale[:, None]
         gain = rows if precond is None else precond * rows
-        torch.addcmul(base, base_drift, gain, value=-lr, out=new)
+        torch.add(base, base_drift * gain, alpha=-lr, out=new)
         noise = flat["noise"]
         fill_normal_(self.layout.buffer_views(noise), self.generator)
         noise_gain = rows.sqrt() if precond is None else gain.sqrt_()  # (never in place on the step scale)
         if isinstance(temperature, Tensor):
-            new.addcmul_(noise, noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
+            new.add_(noise * noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
         else:
-            new.addcmul_(noise, noise_gain, value=math.sqrt(2.0 * lr * temperature))
+            new.add_(noise * noise_gain, alpha=math.sqrt(2.0 * lr * temperature))
         torch._foreach_copy_(self.layout.params, self.layout.buffer_views(new))
         self._params_hold_proposal = True
 
