@@ -18,7 +18,7 @@ parameters, not a second pass. A rejected chain stays where it was (its sample c
 energy needs each chain's loss: ``chain_losses`` (a callable returning the (K,) losses of the last
 evaluation) or, without it, the closure's return value. Without ``metropolis`` the same ratio is computed
 and not applied (``accept_prob``): a gauge of how far the unadjusted step is from its target, on every
-``diagnose_every``-th step only (it costs a fifth of a 64x64 step's time; NaN on the others). A
+``diagnose_every``-th step only (every step it cost a sixth of a 64x64 step; NaN on the others). A
 Metropolis-adjusted chain runs unadjusted for its first ``warmup_steps`` steps (from the initialisation to
 the bulk of the posterior: far from it, an energy landscape that steep rejects every useful step), then a
 preconditioner freezes, and from there until step ``adapt_until`` its step size adapts per chain to ``target_accept`` by dual averaging (Hoffman &
@@ -287,13 +287,21 @@ class Langevin(Optimizer):
     def _sqrt_preconditioner(self) -> Tensor | None:
         return None
 
-    def _energy_terms(self, theta: Tensor, loss: Tensor | None) -> tuple[Tensor | None, Tensor]:
-        """((K,) float64 data loss or None, (K,) float64 prior energy Σ θ²/(2σ_p²))."""
+    def _energy_needed(self) -> bool:
+        """Whether this step's decision, or the next one, compares energies: every step of an adjusted chain
+        from the step before its first decision on; of an unadjusted chain, its diagnosed steps and the step
+        before each."""
+        step, every = self.flat["steps"] + 1, self.diagnose_every  # the step being taken, counted from 1
+        return (self.metropolis and step >= self.warmup_steps) or step % every in (0, every - 1)
+
+    def _energy_terms(self, theta: Tensor, loss: Tensor | None, needed: bool) -> tuple[Tensor | None, Tensor]:
+        """((K,) float64 data loss or None, (K,) float64 prior energy Σ θ²/(2σ_p²); NaN where not `needed`)."""
         if loss is not None:
             loss = loss.detach().to(torch.float64).reshape(self.chains)
         precision = self.prior_precision
-        if precision is None:
-            return loss, torch.zeros(self.chains, dtype=torch.float64, device=theta.device)
+        if precision is None or not needed:
+            return loss, torch.full((self.chains,), 0.0 if precision is None else math.nan, dtype=torch.float64,
+                                    device=theta.device)
         if isinstance(precision, float):
             prior = torch.linalg.vector_norm(theta, dim=1, dtype=torch.float64).square() * (0.5 * precision)
         else:
@@ -326,7 +334,7 @@ class Langevin(Optimizer):
         if self.metropolis and flat["steps"] == self.warmup_steps:
             self._start_adjusting()
         chain_loss = self.chain_losses() if self.chain_losses is not None else loss
-        data, prior = self._energy_terms(theta, chain_loss)
+        data, prior = self._energy_terms(theta, chain_loss, needed=self._energy_needed())
         self._decide(data, prior, lr, temperature)
         if flat["adapting"] and flat["steps"] >= self.warmup_steps:
             self._adapt()
