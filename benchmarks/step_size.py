@@ -134,7 +134,7 @@ def per_photo(results: dict[str, dict[str, dict[str, dict]]], oracle: dict[str, 
 
 def figure(results: dict[str, dict[str, dict[str, dict]]], path: Path) -> None:
     """Posterior-mean PSNR and coverage_95 (means over photos) against the step size lr, per task and sampler;
-    the Metropolis-adjusted chain at its adapted step size."""
+    the Metropolis-adjusted chain at its adapted step size, the shipped config (pooled chains) at its lr."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,6 +165,13 @@ def figure(results: dict[str, dict[str, dict[str, dict]]], path: Path) -> None:
                 if key == "coverage_95":
                     ax.axhspan(0.90, 0.97, color="0.9")
                 ax.set_title(f"{task}: {key}")
+        shipped = next((label for label in results[task] if label.endswith("(shipped)")), None)
+        if shipped:  # pSGLD at lr, its chains pooled
+            runs = results[task][shipped].values()
+            chains = int(np.nanmean([_value(m, "chains") for m in runs]))
+            for row, key in enumerate(("psnr_posterior_mean", "coverage_95")):
+                axes[row, column].plot([SAMPLERS["psgld"]], [np.nanmean([_value(m, key) for m in runs])], "D",
+                                       ms=9, color="C2", label=f"{shipped.split()[0]}: psgld lr, {chains} chains")
         axes[0, column].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
