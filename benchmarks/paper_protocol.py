@@ -1,7 +1,7 @@
 """Time of one GP-DIP-scale run: a 512x512 photo, the skip net at width 128, projected to 20 000 steps.
 
-    python benchmarks/paper_protocol.py --steps 60                    # the GP-DIP heuristic (sampler: paper)
-    python benchmarks/paper_protocol.py --steps 60 --sampler psgld    # the shipped pSGLD at the paper's scale
+    python benchmarks/paper_protocol.py --steps 100                   # the GP-DIP heuristic (sampler: paper)
+    python benchmarks/paper_protocol.py --steps 100 --sampler psgld   # the shipped pSGLD at the paper's scale
 
 Runs `fit` on `astronaut` at 512x512 (the papers' size) with the protocol of `configs/paper/sgld_denoise.yaml`
 (width 128, depth 5; burn-in 7000 and a sample every 50 in the projection) for `--steps` steps under
@@ -35,13 +35,15 @@ PROTOCOL_STEPS, BURN_IN, THIN, LOG_EVERY = 20_000, 7_000, 50, 10
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--sampler", default="paper", choices=("paper", "psgld"))
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     args = parser.parse_args()
+    if args.steps < 2 * THIN:  # burn-in 0: samples at steps THIN, 2·THIN, ...; a run must plan 2
+        parser.error(f"--steps {args.steps}: give >= {2 * THIN} (two posterior samples, one every {THIN} steps)")
     torch.manual_seed(0)
     if args.sampler == "paper":  # configs/paper/sgld_denoise.yaml
         strategy = SGLD("paper", lr=0.01, weight_decay=5e-8, burn_in=0, thin=THIN, backtracking=True,
