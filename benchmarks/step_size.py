@@ -8,8 +8,9 @@ On 64x64 crops (colour photos denoised at sigma 25, grey photos inpainted with h
 noise 5/255 on the known ones), the shipped sampler (`psgld`, lr 0.01) runs unadjusted at lr and lr/2 on
 every photo and Metropolis-adjusted (its step adapted during burn-in) on the first two; plain `sgld` (lr 3)
 runs unadjusted and adjusted on the first two colour photos. All runs keep the shipped 3000 steps
-(burn-in 1000, a sample every 10), one chain; beside them the SGD oracle peak (Adam at the same crop, width
-and length) and the shipped configs as they are (`sgld_denoise.yaml`: 2 chains, `sgld_inpaint.yaml`: 4). Why no lr/4, lr/8 and fewer adjusted runs: on this 2-core
+(burn-in 1000, a sample every 10), one chain; beside them the SGD oracle peak (Adam at the same crop,
+width and length) and the shipped configs as they are (`sgld_denoise.yaml`: 2 chains, `sgld_inpaint.yaml`:
+4). Why no lr/4, lr/8 and fewer adjusted runs: on this 2-core
 CPU a run takes about 3 minutes; halving lr moved no photo's mse_observation_ratio or mh_accept_prob by more
 than 0.04 (docs/benchmarks.md), and the adjusted chain at 3000 steps is already too slow to mix (its adapted
 step is 40x below lr), so the smaller steps, which need 4x and 8x the steps to cover the same lr·steps, would
@@ -204,7 +205,8 @@ def main() -> None:
                 where.append((task, label, run.params["image"]))
     # the acceptance rows first (oracles, shipped configs), then the step-size rows, so that an interrupted
     # study has what matters most
-    rank = ("SGD oracle", "sgld_denoise.yaml (shipped)", "sgld_inpaint.yaml (shipped)", "psgld lr", "psgld Metropolis", "psgld lr/2")
+    rank = ("SGD oracle", "sgld_denoise.yaml (shipped)", "sgld_inpaint.yaml (shipped)", "psgld lr",
+            "psgld Metropolis", "psgld lr/2")
     order = sorted(range(len(runs)), key=lambda i: rank.index(where[i][1]) if where[i][1] in rank else len(rank))
     runs, where = [runs[i] for i in order], [where[i] for i in order]
     if args.dry_run:

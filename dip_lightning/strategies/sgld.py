@@ -52,8 +52,9 @@ class SGLD(Strategy):
     `metropolis` makes sgld/psgld exact at any step size (MALA: each Langevin step is a proposal accepted
     with the Metropolis-Hastings ratio; the step size adapts during burn-in to `target_accept` and is then
     frozen); unadjusted, the same ratio is computed every `DIAGNOSE_EVERY` steps and reported
-    (`mh_accept_prob`, its mean: near 1 the step is accurate, near 0 far off). `mse_observation_ratio` (the states' mean MSE to the observation over σ²
-    after burn-in, near 1 for posterior samples) is reported for every chain.
+    (`mh_accept_prob`, its mean: near 1 the step is accurate, near 0 far off). `mse_observation_ratio`
+    (the states' mean MSE to the observation over σ² after burn-in, near 1 for posterior samples) is
+    reported for every chain.
 
     With the noise inferred (`model.infer_sigma`, `tasks.noise`), each Langevin step is a Gibbs sweep: the
     noise parameters are drawn given the state's prediction between the decision on the pending proposal and
