@@ -287,12 +287,19 @@ class Langevin(Optimizer):
     def _sqrt_preconditioner(self) -> Tensor | None:
         return None
 
+    def _deciding(self, steps: int) -> bool:
+        """Whether the step after `steps` taken ones applies the Metropolis decision."""
+        return self.metropolis and steps >= self.warmup_steps
+
+    def _compares_energies(self, steps: int) -> bool:
+        """Whether the step after `steps` taken ones computes the MH ratio: every adjusted step, and every
+        `diagnose_every`-th unadjusted one (its diagnostic)."""
+        return self._deciding(steps) or (steps + 1) % self.diagnose_every == 0
+
     def _energy_needed(self) -> bool:
-        """Whether this step's decision, or the next one, compares energies: every step of an adjusted chain
-        from the step before its first decision on; of an unadjusted chain, its diagnosed steps and the step
-        before each."""
-        step, every = self.flat["steps"] + 1, self.diagnose_every  # the step being taken, counted from 1
-        return (self.metropolis and step >= self.warmup_steps) or step % every in (0, every - 1)
+        """Whether this step's energies are compared, by its own ratio or by the next step's."""
+        steps = self.flat["steps"]
+        return self._compares_energies(steps) or self._compares_energies(steps + 1)
 
     def _energy_terms(self, theta: Tensor, loss: Tensor | None, needed: bool) -> tuple[Tensor | None, Tensor]:
         """((K,) float64 data loss or None, (K,) float64 prior energy Σ θ²/(2σ_p²); NaN where not `needed`)."""
@@ -368,9 +375,8 @@ class Langevin(Optimizer):
         the per-chain decision."""
         flat = self.flat
         fresh = flat["fresh"]
-        deciding = self.metropolis and flat["steps"] >= self.warmup_steps
-        diagnosed = deciding or (flat["steps"] + 1) % self.diagnose_every == 0
-        if not diagnosed or data is None or (not isinstance(temperature, Tensor) and temperature == 0):
+        deciding = self._deciding(flat["steps"])
+        if not self._compares_energies(flat["steps"]) or data is None or (not isinstance(temperature, Tensor) and temperature == 0):
             flat["accept_prob"].fill_(math.nan)
             flat["accepted"].fill_(True)
             return
