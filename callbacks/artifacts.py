@@ -116,7 +116,9 @@ class RunArtifacts(L.Callback):
         if trainer.is_global_zero and trainer.global_step % pl_module.hparams.image_every_n_steps == 0:
             _log_images(trainer, {"images/output": pl_module.output[:1]}, trainer.global_step)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # before Lightning's teardown, which moves the task (not the callbacks' state) to the CPU and may end
+        # the process group: the results are computed where the run ran, every process together
         stopped = any(isinstance(c, StopOnInterrupt) and c.interrupted for c in trainer.callbacks)
         self.write(trainer, pl_module, interrupted=stopped)
 

@@ -6,8 +6,11 @@ import pytest
 import torch
 from conftest import TINY, run_cli
 from host_sync import PERIODIC, SyncCheck
+from torch.utils._python_dispatch import TorchDispatchMode
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from dip_lightning.tasks import RestorationTask
+from dip_lightning.tasks.base import chain_psnr
 
 LOG_EVERY = 50
 PERIODS = sorted({LOG_EVERY, *(p for p in PERIODIC.values() if p)})
@@ -21,6 +24,8 @@ STRATEGIES = {
     "psgld-sigma": ("sgld_denoise.yaml", *SAMPLE, "--model.infer_sigma=true", "--model.strategy.metropolis=true"),
     "psgld-poisson": ("sgld_denoise.yaml", *SAMPLE, "--model.infer_sigma=true", "--model.noise=poisson_gaussian",
                       "--model.peak=30", "--model.sigma=5"),
+    "mcdropout": ("mcdropout_denoise.yaml", "--model.strategy.samples=4"),
+    "mfvi": ("mfvi_denoise.yaml", "--model.strategy.samples=4"),
 }
 
 
@@ -28,7 +33,8 @@ def run_checked(capsys, tmp_path, monkeypatch, checker: str, config: str, *args:
     """A tiny CLI run of `steps` steps with a SyncCheck among the task's callbacks."""
     check = SyncCheck(checker, PERIODS)
     callbacks = RestorationTask.configure_callbacks
-    monkeypatch.setattr(RestorationTask, "configure_callbacks", lambda self: [*callbacks(self), check])
+    # first, so that its on_exception disarms the checker before the others' hooks run
+    monkeypatch.setattr(RestorationTask, "configure_callbacks", lambda self: [check, *callbacks(self)])
     device = ["--trainer.accelerator=gpu"] if checker == "cuda" else []
     _, _, err, code = run_cli(capsys, "fit", "--config", config, *TINY, f"--trainer.max_steps={steps}",
                               "--trainer.enable_progress_bar=true",
@@ -55,3 +61,27 @@ def test_no_host_sync_inside_cuda_steps(capsys, tmp_path, monkeypatch, strategy)
     check = run_checked(capsys, tmp_path, monkeypatch, "cuda", config, *args, steps=300)
     assert check.checked > 100
     torch.cuda.set_sync_debug_mode(0)
+
+
+class OpNames(TorchDispatchMode):
+    """The aten operations dispatched inside it, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_chain_psnr_equals_torchmetrics_without_a_tensor_from_host_data():
+    """Each step's per-chain PSNR: torchmetrics' figure, without torchmetrics' count built from a host list (a
+    host-to-device copy and a sync per step on a GPU: found by the CUDA test above)."""
+    prediction, target = torch.rand(3, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    with OpNames() as ops:
+        ours = chain_psnr(prediction, target, data_range=2.0)
+    expected = peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=2.0, reduction="none",
+                                       dim=(1, 2, 3))
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+    assert "aten::lift_fresh" not in ops.names, ops.names

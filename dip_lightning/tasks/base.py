@@ -12,7 +12,6 @@ import lightning as L
 import torch
 from lightning.pytorch import Callback
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from ..compiled import CompiledForward
 from ..console import warn
@@ -31,17 +30,18 @@ NetFactory = Callable[[int, int], nn.Module]
 """A network class configured from YAML; called with (input channels, output channels)."""
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """PSNR in dB (torchmetrics) for values spanning `data_range` (1 for [0, 1] images), as a 0-d tensor:
-    no host sync."""
-    return peak_signal_noise_ratio(prediction, target, data_range=data_range)
-
-
 def chain_psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """PSNR in dB of each chain's image in `prediction` (K, C, *S) against `target` (1 or K, C, *S), for values
-    spanning `data_range`: (K,)."""
-    return peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=data_range,
-                                   reduction="none", dim=tuple(range(1, prediction.dim())))
+    spanning `data_range`: (K,). Written out, as it runs in every step: torchmetrics' per-image PSNR builds
+    its entry count as a tensor from a host list, a host-to-device copy and a GPU sync per call."""
+    mse = (prediction - target).square().flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB over all entries of `prediction` against `target` (the same shape, or one that broadcasts to
+    it), as a 0-d tensor: `chain_psnr`'s arithmetic, so a figure of one chain reads the same from either."""
+    return chain_psnr(prediction.reshape(1, -1), target.expand_as(prediction).reshape(1, -1), data_range)[0]
 
 
 def chain_seed(index: int) -> int:
