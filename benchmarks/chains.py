@@ -16,7 +16,7 @@ import functools
 
 import lightning as L
 import torch
-from step_overhead import StepTimer
+from step_overhead import StepClock
 
 from dip_lightning.data import ImageData
 from dip_lightning.nets import SkipNet
@@ -31,7 +31,7 @@ def time_chains(chains: int, crop: int, steps: int, warmup: int, device: str) ->
     L.seed_everything(0, verbose=False)
     strategy = SGLD("psgld", chains=chains, burn_in=steps // 2, thin=10, max_mse_ratio=float("inf"))
     task = Denoise(net=functools.partial(SkipNet, width=WIDTH, depth=DEPTH), strategy=strategy, reg_noise_std=0.0)
-    timer = StepTimer(warmup)
+    timer = StepClock(warmup, torch.device(device))
     trainer = L.Trainer(max_steps=steps, accelerator=device, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False, callbacks=[timer],
                         default_root_dir="/tmp/dip_lightning_benchmark", use_distributed_sampler=False)
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     batched, in_turn = [], []
     for _ in range(args.repeats):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
-from step_overhead import StepTimer, _sync
+from step_overhead import StepClock, clock
 
 from dip_lightning.data import ImageData
 from dip_lightning.nets import SkipNet
@@ -64,12 +64,14 @@ class Row:
 
 
 def strategy_for(name: str, steps: int, chains: int = 1):
-    """The strategy `name` (sgd, psgld, paper) for a timing run of `steps` steps: the guards never stop it."""
+    """The strategy `name` (sgd, psgld, paper) for a timing run of `steps` steps: the guards never stop it, and
+    the second half of the run takes at least 2 samples (the configs' thin, or less in a short run)."""
     if name == "sgd":
         return SGD(lr=LR, chains=chains)
     if name == "paper":  # configs/paper/sgld_denoise.yaml's sampler
-        return SGLD("paper", lr=LR, burn_in=steps // 2, thin=50, backtracking=True, chains=chains)
-    return SGLD("psgld", burn_in=steps // 2, thin=10, max_mse_ratio=float("inf"), chains=chains)
+        return SGLD("paper", lr=LR, burn_in=steps // 2, thin=min(50, steps // 4), backtracking=True, chains=chains,
+                    max_mse_ratio=float("inf"))
+    return SGLD("psgld", burn_in=steps // 2, thin=min(10, steps // 4), max_mse_ratio=float("inf"), chains=chains)
 
 
 def peak_mib(device: str) -> float | None:
@@ -91,7 +93,7 @@ def time_fit(args, size: int, strategy: str, variant: str, chains: int = 1) -> t
                    strategy=strategy_for(strategy, steps, chains), likelihood="gaussian",
                    reg_noise_std=0.0 if strategy == "psgld" else JITTER, channels_last=channels_last,
                    compile=compile_)
-    timer = StepTimer(args.warmup)
+    timer = StepClock(args.warmup, torch.device(args.device))
     trainer = L.Trainer(max_steps=steps, accelerator=args.device, devices=1, precision=precision, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                         callbacks=[timer], default_root_dir="/tmp/dip_lightning_benchmark",
@@ -113,16 +115,14 @@ def time_bare(args, size: int, bf16: bool) -> tuple[float, float | None]:
     reset_peak(args.device)
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
-            _sync(device)
-            start = time.perf_counter()
+            start = clock(device)
         optimizer.zero_grad()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = net(z + JITTER * torch.randn_like(z))
         loss = torch.mean((output.float() - noisy) ** 2)
         loss.backward()
         optimizer.step()
-    _sync(device)
-    return 1e3 * (time.perf_counter() - start) / args.steps, peak_mib(args.device)
+    return 1e3 * (clock(device) - start) / args.steps, peak_mib(args.device)
 
 
 def measure(args) -> list[Row]:

@@ -10,7 +10,7 @@ log steps (every 10). It prints the time of each part of a step (the forward and
 optimizer step, each callback's hooks), per step, and the projection of the whole 20 000-step protocol:
 every step's time times 20 000, plus what a sample step adds times the protocol's 260 samples. (The
 optimizer step's row contains the training step, forward and backward, which Lightning runs in the
-optimizer's closure.) `--precision bf16-mixed` and `--device gpu` run it as a GPU user would.
+optimizer's closure.) `--precision bf16-mixed` and `--device cuda` run it as a GPU user would.
 """
 
 from __future__ import annotations

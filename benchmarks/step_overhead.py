@@ -16,8 +16,12 @@ and what the strategy keeps (the EMA, the ES-WMV window, a backtracking check ev
 update of the posterior moments every 10 steps; the dropout masks; the variational draws and the KL).
 
 Time is the thread CPU time (`time.thread_time`) of the steps after a warm-up, with torch on one thread, so
-other processes on the machine do not count (the wall clock of a shared 2-core machine varies by 10-40%).
-Repeats alternate all runs; the fastest of each counts. Last line: `ratio: X`, the worst fit / bare ratio.
+other processes on the machine do not count (the wall clock of a shared 2-core machine varies by 10-40%);
+with `--device cuda` it is the wall clock between two device synchronisations (the GPU works while the
+host runs ahead). Repeats alternate all runs; the fastest of each counts. Last line: `ratio: X`, the worst
+fit / bare ratio.
+
+    python benchmarks/step_overhead.py --device cuda --repeats 2       # on a GPU
 """
 
 from __future__ import annotations
@@ -68,28 +72,37 @@ def jitter_of(name: str) -> float:
     return JITTER if name in ("sgd", "mcdropout") else 0.0
 
 
-class ThreadTimer(L.Callback):
-    """Thread CPU time from the start of step `warmup` to the end of the last step."""
+def clock(device: torch.device) -> float:
+    """Seconds: on a GPU the wall clock once the device has finished its work; on a CPU the thread CPU time
+    where torch runs on one thread (other processes do not count), else the wall clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+class StepClock(L.Callback):
+    """`clock` at the start of step `warmup` and at the end of the last step."""
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device, self.start, self.end = warmup, device, 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup:
-            self.start = time.thread_time()
+            self.start = clock(self.device)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = time.thread_time()
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.end = clock(self.device)
 
 
-def time_fit(name: str, size: int, chains: int, steps: int, warmup: int) -> float:
-    """Seconds (thread CPU time) per step of `Trainer.fit`."""
+def time_fit(name: str, size: int, chains: int, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per step of `Trainer.fit` (`clock`)."""
     torch.manual_seed(0)
     task = Denoise(net=net_factory(name), strategy=strategy_of(name, chains, warmup), reg_noise_std=jitter_of(name),
                    likelihood="gaussian")
-    timer = ThreadTimer(warmup)
+    timer = StepClock(warmup, device)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, enable_checkpointing=False,
+        trainer = L.Trainer(max_steps=steps, accelerator=device.type, devices=1, enable_checkpointing=False,
                             logger=L.pytorch.loggers.CSVLogger(folder), log_every_n_steps=LOG_EVERY,
                             enable_model_summary=False, enable_progress_bar=False, callbacks=[timer],
                             default_root_dir=folder, use_distributed_sampler=False)
@@ -100,13 +113,13 @@ def time_fit(name: str, size: int, chains: int, steps: int, warmup: int) -> floa
 class Bare:
     """The bare loop's problem: the stacked network, its code, the observation, the chains' generators."""
 
-    def __init__(self, name: str, size: int, chains: int) -> None:
+    def __init__(self, name: str, size: int, chains: int, device: torch.device) -> None:
         torch.manual_seed(0)
         clean = ImageData("astronaut", crop=size).image[None]
-        self.noisy = (clean + torch.randn_like(clean) * SIGMA).clamp(0, 1)
-        self.net = stack_chains([net_factory(name)(32, 3) for _ in range(chains)])
-        self.z = torch.rand(chains, 32, size, size) * 0.1
-        self.generators = [torch.Generator().manual_seed(k) for k in range(chains)]
+        self.noisy = (clean + torch.randn_like(clean) * SIGMA).clamp(0, 1).to(device)
+        self.net = stack_chains([net_factory(name)(32, 3) for _ in range(chains)]).to(device)
+        self.z = torch.rand(chains, 32, size, size, device=device) * 0.1
+        self.generators = [torch.Generator(device).manual_seed(k) for k in range(chains)]
         self.params = list(self.net.parameters())
         self.temperature = 2 * SIGMA**2 / self.noisy.numel()
         self.jitter = jitter_of(name)
@@ -131,11 +144,13 @@ def bare_sgd(bare: Bare, name: str, step: int, state: dict) -> None:
             set_streams(bare.net, bare.generators)
         state["opt"] = (torch.optim.AdamW(bare.params, lr=0.01, weight_decay=1e-4) if name == "mcdropout"
                         else torch.optim.Adam(bare.params, lr=0.01))
-        shape = bare.z.shape[0], 3, *bare.z.shape[2:]
-        state["ema"] = torch.zeros(shape)
+        shape, device = (bare.z.shape[0], 3, *bare.z.shape[2:]), bare.z.device
+        state["ema"] = torch.zeros(shape, device=device)
         n = math.prod(shape[1:])
-        state["ring"], state["sum"] = torch.zeros(100, shape[0], n), torch.zeros(shape[0], n, dtype=torch.float64)
-        state["good"], state["good_psnr"] = [p.detach().clone() for p in bare.params], torch.full(shape[:1], -math.inf)
+        state["ring"] = torch.zeros(100, shape[0], n, device=device)
+        state["sum"] = torch.zeros(shape[0], n, dtype=torch.float64, device=device)
+        state["good"] = [p.detach().clone() for p in bare.params]
+        state["good_psnr"] = torch.full(shape[:1], -math.inf, device=device)
     opt = state["opt"]
     opt.zero_grad()
     out, loss = bare.loss()
@@ -166,8 +181,8 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict) -> None:
     chain as the sampler draws it; Metropolis-adjusted: optim.PSGLD's step; a Welford update every THIN steps."""
     chains = bare.z.shape[0]
     if not state:
-        state["moments"] = ChainMoments(chains, 2, 10**6, (3, *bare.z.shape[2:]))
-        state["sample"] = torch.zeros(chains, 3, *bare.z.shape[2:])
+        state["moments"] = ChainMoments(chains, 2, 10**6, (3, *bare.z.shape[2:])).to(bare.z.device)
+        state["sample"] = torch.zeros(chains, 3, *bare.z.shape[2:], device=bare.z.device)
         if name == "psgld-mh":
             state["opt"] = optim.PSGLD(bare.params, lr=0.01, temperature=bare.temperature, prior_std=1.0, eps=1e-4,
                                        generator=bare.generators, metropolis=True,
@@ -205,15 +220,15 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict) -> None:
             state["moments"].update(state["sample"], step // THIN)
 
 
-def time_bare(name: str, size: int, chains: int, steps: int, warmup: int) -> float:
-    """Seconds (thread CPU time) per step of the bare loop."""
-    bare, state = Bare(name, size, chains), {}
+def time_bare(name: str, size: int, chains: int, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per step of the bare loop (`clock`)."""
+    bare, state = Bare(name, size, chains, device), {}
     step_fn = bare_sgd if name in ("sgd", "mcdropout", "mfvi") else bare_langevin
     for step in range(steps):
         if step == warmup:
-            start = time.thread_time()
+            start = clock(device)
         step_fn(bare, name, step, state)
-    return (time.thread_time() - start) / (steps - warmup)
+    return (clock(device) - start) / (steps - warmup)
 
 
 def main() -> None:
@@ -225,7 +240,11 @@ def main() -> None:
                         help="steps per run at 64² and at 256² (and above), warm-up included")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    device = torch.device(args.device)
     least = args.warmup + 2 * THIN  # the samplers' burn-in is the warm-up, and a run must plan 2 samples
     if min(args.steps) < least:
         parser.error(f"--steps {' '.join(map(str, args.steps))}: each must be >= warm-up + 2 x thin = {least}")
@@ -235,12 +254,13 @@ def main() -> None:
     for _ in range(args.repeats):
         for case in cases:
             steps = args.steps[0] if case[1] <= 64 else args.steps[1]
-            times[case]["bare"].append(time_bare(*case, steps, args.warmup))
-            times[case]["fit"].append(time_fit(*case, steps, args.warmup))
+            times[case]["bare"].append(time_bare(*case, steps, args.warmup, device))
+            times[case]["fit"].append(time_fit(*case, steps, args.warmup, device))
             print(f"{case}: bare {1e3 * times[case]['bare'][-1]:.1f} ms, fit {1e3 * times[case]['fit'][-1]:.1f} ms",
                   file=sys.stderr, flush=True)
-    print(f"thread CPU time per step, torch threads: {torch.get_num_threads()}, warm-up {args.warmup} steps, "
-          f"{args.repeats} alternating repeats, fastest of each")
+    timing = (f"wall time per step on {torch.cuda.get_device_name(device)}" if device.type == "cuda"
+              else f"thread CPU time per step, torch threads: {torch.get_num_threads()}")
+    print(f"{timing}, warm-up {args.warmup} steps, {args.repeats} alternating repeats, fastest of each")
     print("| strategy | size | chains | bare ms/step | fit ms/step | fit / bare |")
     print("|---|---|---|---|---|---|")
     worst = 0.0
