@@ -82,7 +82,7 @@ def clock(device: torch.device) -> float:
 
 
 class StepClock(L.Callback):
-    """`clock` at the start of step `warmup` and at the end of the last step."""
+    """`clock` at the start of step `warmup` and at the end of the last step (`trainer.max_steps`)."""
 
     def __init__(self, warmup: int, device: torch.device) -> None:
         self.warmup, self.device, self.start, self.end = warmup, device, 0.0, 0.0
@@ -91,8 +91,9 @@ class StepClock(L.Callback):
         if trainer.global_step == self.warmup:
             self.start = clock(self.device)
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.end = clock(self.device)
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= trainer.max_steps:
+            self.end = clock(self.device)
 
 
 def time_fit(name: str, size: int, chains: int, steps: int, warmup: int, device: torch.device) -> float:
