@@ -40,7 +40,13 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 FIGURES = {
     "psnr": "PSNR (dB) of the result each config returns: psnr_posterior_mean for samplers, psnr_selected otherwise",
-    "coverage_95": "coverage_95 (samplers): fraction of pixels whose true value lies within posterior mean ± 1.96 std",
+    "coverage_95": "coverage_95 (configs that return an uncertainty): fraction of pixels whose true value lies "
+                   "within the returned mean ± 1.96 std (0.95 when calibrated)",
+    "uce": "uce (the same configs): uncertainty calibration error, the bin-weighted gap between the predicted "
+           "variance and the squared error, in squared [0, 1] intensity units (docs/science.md §4; 0 when "
+           "calibrated)",
+    "nll": "nll (the same configs): mean Gaussian negative log-likelihood of the true pixels under the returned "
+           "mean and std (lower is better)",
 }
 
 
@@ -223,8 +229,8 @@ def _cell(stats: tuple[float | None, float | None, int], seeds: int, failed: boo
     mean, std, count = stats
     if mean is None:
         return "failed" if failed else "—"
-    digits = 2 if abs(mean) >= 1 else 3
-    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    form = ".2f" if abs(mean) >= 1 else ".3f" if abs(mean) >= 0.01 or mean == 0 else ".2e"  # UCE is ~1e-4
+    text = f"{mean:{form}}" + (f" ± {std:{form}}" if std is not None else "")
     return text + (f" ({count}/{seeds} seeds)" if count < seeds else "")
 
 
@@ -300,7 +306,7 @@ def main(argv: list[str]) -> Path | None:
         return None
     outcomes = run_all(runs, args.out, jobs=args.jobs, group=args.out.name, label="bench")
     write_summary(args.out, outcomes, {"psnr_selected": "psnr_selected", "psnr_posterior_mean": "psnr_posterior_mean",
-                                       "coverage_95": "coverage_95"}, "bench")
+                                       **{name: name for name in FIGURES if name != "psnr"}}, "bench")
     write_bench(args.out, outcomes, shlex.join(["python", "-m", "dip_lightning", "bench", *argv]), problem)
     exit_if_incomplete(outcomes, args.out)
     return args.out

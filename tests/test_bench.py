@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from dip_lightning.artifacts import save_image
-from dip_lightning.bench import bench_table, write_bench
+from dip_lightning.bench import _cell, bench_table, write_bench
 from dip_lightning.images import load_image
 from dip_lightning.runner import Outcome, Run
 
@@ -90,6 +90,18 @@ def test_table_cells_are_mean_and_std_over_seeds_and_the_mean_column_averages_im
     no_samples = outcome("sgld", "c", 0, psnr_selected=18.0, samples=0)  # a sampler that took no sample
     (_, sgld), = [bench_table(outcomes + [no_samples], "psnr")]
     assert sgld["figure"] == "psnr_posterior_mean" and sgld["c"] == (None, None, 0) and "c" not in sgld["failed"]
+
+
+def test_uce_and_nll_get_tables_of_their_own_with_small_figures_legible(tmp_path):
+    outcomes = [outcome("mcdropout", "a", 0, psnr_selected=25.0, coverage_95=0.91, uce=2.5e-4, nll=-2.1),
+                outcome("sgd", "a", 0, psnr_selected=24.0)]
+    (uce,), (nll,) = bench_table(outcomes, "uce"), bench_table(outcomes, "nll")  # SGD alone has no uncertainty
+    assert uce["config"] == nll["config"] == "mcdropout"
+    assert _cell(uce["a"], 1, False) == "2.50e-04" and _cell(nll["a"], 1, False) == "-2.10"
+    write_bench(tmp_path, outcomes, "bench ...", "problem")
+    markdown = (tmp_path / "bench.md").read_text()
+    assert table_rows(markdown, "uce (the same configs)")["mcdropout"] == ["2.50e-04", "2.50e-04"]
+    assert table_rows(markdown, "nll (the same configs)")["mcdropout"] == ["-2.10", "-2.10"]
 
 
 def test_configs_that_would_fit_different_pixels_in_one_column_are_refused_before_anything_runs(capsys, tmp_path):
