@@ -1,7 +1,7 @@
 """Aten operations dispatched in one training step of `fit` and of the bare loop, per strategy.
 
 On a GPU where DIP's steps are bound by the host (docs/benchmarks.md, "On one GPU"), each dispatched
-operation costs host time (about 13 µs each on the H200 machine measured there), so this count, taken on
+operation costs host time (12-17 µs each on the H200 machine measured there: a bare loop's time over its count), so this count, taken on
 any CPU, says where a step's launches come from. Cases, networks and bare loops are `step_overhead.py`'s;
 the step counted is step `--at` + 1 (after the samplers' burn-in of 10 steps; not a log step).
 
@@ -17,7 +17,8 @@ import tempfile
 
 import lightning as L
 import torch
-from step_overhead import STRATEGIES, Bare, bare_langevin, bare_sgd, jitter_of, net_factory, strategy_of
+from step_overhead import (LOG_EVERY, STRATEGIES, THIN, Bare, bare_langevin, bare_sgd, jitter_of, net_factory,
+                           strategy_of)
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dip_lightning.data import ImageData
@@ -59,7 +60,7 @@ def count_fit(name: str, chains: int, size: int, at: int) -> collections.Counter
                    likelihood="gaussian")
     counter = CountStep(at)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = L.Trainer(max_steps=at + 2 * 10 + 1, accelerator="cpu", devices=1, logger=False,
+        trainer = L.Trainer(max_steps=at + 2 * THIN + 1, accelerator="cpu", devices=1, logger=False,
                             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                             callbacks=[counter], default_root_dir=folder)
         trainer.fit(task, datamodule=ImageData("astronaut", crop=size))
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--at", type=int, default=25, help="count step AT + 1 (> the burn-in of 10)")
     args = parser.parse_args()
-    if args.at <= BURN_IN or args.at % 10 in (0, 9):
+    if args.at <= BURN_IN or any(args.at % period in (0, period - 1) for period in (THIN, LOG_EVERY)):
         parser.error(f"--at {args.at}: give a step after the burn-in ({BURN_IN}) that is not a log or sample step")
     torch.set_num_threads(1)
     print(f"aten operations in step {args.at + 1}, {args.size}x{args.size}, {args.chains} chain(s)")

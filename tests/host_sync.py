@@ -14,10 +14,12 @@ on the host on a GPU too (the Adam step counter) is no sync; `HOST_TENSORS` name
 from __future__ import annotations
 
 import traceback
+from collections import Counter
 
 import lightning as L
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 SYNC_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::_unique2",
             "aten::unique_consecutive", "aten::unique_dim", "aten::masked_scatter"}
@@ -48,6 +50,23 @@ class ScalarReads(TorchDispatchMode):
             where, inner = frames[outer], frames[outer + 1:]  # the last frame outside torch, torch's own frames
             if not any(part in f.filename for f in inner for part in HOST_TENSORS):
                 self.reads.append((name, f"{where.filename}:{where.lineno} {where.line}"))
+        return func(*args, **(kwargs or {}))
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operations dispatched inside it and their tensor operands (`count`: an image unpacked into
+    one tensor per pixel, `torch.stack([*image.flatten()])`, is one `stack` of that many operands), and the
+    operations by name (`names`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.names: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        operands = [a for a in tree_flatten((args, kwargs or {}))[0] if isinstance(a, torch.Tensor)]
+        self.count += 1 + len(operands)
+        self.names[func._schema.name] += 1
         return func(*args, **(kwargs or {}))
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY, run_cli
-from host_sync import PERIODIC, SyncCheck
-from torch.utils._python_dispatch import TorchDispatchMode
+from host_sync import PERIODIC, OpCounter, SyncCheck
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from dip_lightning.tasks import RestorationTask
@@ -63,23 +62,11 @@ def test_no_host_sync_inside_cuda_steps(capsys, tmp_path, monkeypatch, strategy)
     torch.cuda.set_sync_debug_mode(0)
 
 
-class OpNames(TorchDispatchMode):
-    """The aten operations dispatched inside it, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func._schema.name)
-        return func(*args, **(kwargs or {}))
-
-
 def test_chain_psnr_equals_torchmetrics_without_a_tensor_from_host_data():
     """Each step's per-chain PSNR: torchmetrics' figure, without torchmetrics' count built from a host list (a
     host-to-device copy and a sync per step on a GPU: found by the CUDA test above)."""
     prediction, target = torch.rand(3, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    with OpNames() as ops:
+    with OpCounter() as ops:
         ours = chain_psnr(prediction, target, data_range=2.0)
     expected = peak_signal_noise_ratio(prediction, target.expand_as(prediction), data_range=2.0, reduction="none",
                                        dim=(1, 2, 3))
