@@ -13,37 +13,29 @@ from __future__ import annotations
 
 import argparse
 import collections
+import sys
 import tempfile
+from pathlib import Path
 
 import lightning as L
 import torch
 from step_overhead import (LOG_EVERY, STRATEGIES, THIN, Bare, bare_langevin, bare_sgd, jitter_of, net_factory,
                            strategy_of)
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from dip_lightning.data import ImageData
 from dip_lightning.tasks import Denoise
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from host_sync import OpCounter  # noqa: E402  (the tests' dispatch counter, one for both)
+
 BURN_IN = 10
-
-
-class OpCount(TorchDispatchMode):
-    """Counts the aten operations dispatched inside it, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[func._schema.name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 class CountStep(L.Callback):
     """The operations of step `at` + 1 of a fit, hooks included."""
 
     def __init__(self, at: int) -> None:
-        self.at, self.mode = at, OpCount()
+        self.at, self.mode = at, OpCounter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.at:
@@ -64,7 +56,7 @@ def count_fit(name: str, chains: int, size: int, at: int) -> collections.Counter
                             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                             callbacks=[counter], default_root_dir=folder)
         trainer.fit(task, datamodule=ImageData("astronaut", crop=size))
-    return counter.mode.counts
+    return counter.mode.names
 
 
 def count_bare(name: str, chains: int, size: int, at: int) -> collections.Counter[str]:
@@ -72,9 +64,9 @@ def count_bare(name: str, chains: int, size: int, at: int) -> collections.Counte
     step_fn = bare_sgd if name in ("sgd", "mcdropout", "mfvi") else bare_langevin
     for step in range(at):
         step_fn(bare, name, step, state)
-    with OpCount() as mode:
+    with OpCounter() as mode:
         step_fn(bare, name, at, state)
-    return mode.counts
+    return mode.names
 
 
 def main() -> None:
