@@ -2,6 +2,8 @@
 
     python benchmarks/noise_level.py --out outputs/noise_level --jobs 2          # runs what is missing, then tables
     python benchmarks/noise_level.py --out outputs/noise_level --dry-run         # the command lines
+    python benchmarks/noise_level.py --out outputs/long10 --levels 10 --poisson --no-sgd \\
+        --extra "--trainer.max_steps=5000 --model.strategy.burn_in=2000"         # longer chains
     python benchmarks/noise_level.py --out outputs/noise_pilot --photos astronaut chelsea --levels 25 \\
         --poisson --no-sgd                                                       # the pilot in docs/benchmarks.md
 
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--poisson", nargs="*", default=["30:5", "100:2"], help="PEAK:READ settings")
     parser.add_argument("--sgd", action=argparse.BooleanOptionalAction, default=True,
                         help="the SGD ES-WMV runs on the Gaussian observations")
+    parser.add_argument("--extra", default="", help="arguments appended to every run, e.g. "
+                        "'--trainer.max_steps=6000 --model.strategy.burn_in=2000' (SGD runs ignore strategy options)")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and stop")
     args = parser.parse_args()
     crops = write_crops(tuple(args.photos), args.out / "crops")
@@ -144,7 +148,8 @@ def main() -> None:
                 write_observation(file, observation)
             truth[(setting, photo)] = (clean, noise_stds(clean, load_image(file), unclipped), sigma, peak)
             for model, entry in models(sigma, peak, args.sgd).items():
-                (run,) = bench_runs([entry], {photo: str(file)}, [0], [])
+                extra = [word for word in args.extra.split() if not (model.startswith("SGD") and "strategy" in word)]
+                (run,) = bench_runs([entry], {photo: str(file)}, [0], extra)
                 runs.append(run)
                 where.append((setting, model, photo))
     if args.dry_run:
