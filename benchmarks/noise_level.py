@@ -4,6 +4,7 @@
     python benchmarks/noise_level.py --out outputs/noise_level --dry-run         # the command lines
     python benchmarks/noise_level.py --out outputs/long10 --levels 10 --poisson --no-sgd \\
         --extra "--trainer.max_steps=5000 --model.strategy.burn_in=2000"         # longer chains
+    python benchmarks/noise_level.py --out outputs/noise_level --poisson --estimates  # classical estimates, no run
     python benchmarks/noise_level.py --out outputs/noise_pilot --photos astronaut chelsea --levels 25 \\
         --poisson --no-sgd                                                       # the pilot in docs/benchmarks.md
 
@@ -50,6 +51,7 @@ from dip_lightning.nets import SkipNet
 from dip_lightning.runner import exit_if_incomplete, print_dry_run, run_all
 from dip_lightning.tasks import Denoise
 from dip_lightning.tasks.likelihood import clipped_entries
+from dip_lightning.tasks.noise import classical_sigma
 from step_size import write_crops
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "rocket")
@@ -132,6 +134,8 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="arguments appended to every run, e.g. "
                         "'--trainer.max_steps=6000 --model.strategy.burn_in=2000' (SGD runs ignore strategy options)")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and stop")
+    parser.add_argument("--estimates", action="store_true",
+                        help="print the classical estimate of every Gaussian observation (no run needed) and stop")
     args = parser.parse_args()
     crops = write_crops(tuple(args.photos), args.out / "crops")
     (args.out / "observations").mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,9 @@ def main() -> None:
                 where.append((setting, model, photo))
     if args.dry_run:
         print_dry_run(runs, args.out)
+        return
+    if args.estimates:
+        print(estimates(truth, args.out / "observations"))
         return
     outcomes = run_all(runs, args.out, jobs=args.jobs, label="noise-level runs")
     rows = []
@@ -184,6 +191,25 @@ def main() -> None:
     print(text)
     print(f"tables: {args.out / 'noise_level.md'}, rows: {args.out / 'noise_level.csv'}")
     exit_if_incomplete(outcomes, args.out)
+
+
+def estimates(truth: dict, folder: Path) -> str:
+    """Markdown: the classical estimate (what SGD prints and records, `tasks.noise.classical_sigma` over the
+    unclipped entries of the observation as loaded) of every Gaussian observation against its noise stds, and the
+    issue's criterion (within 10% of the realised std)."""
+    lines = ["| sigma | photo | realised | drawn | classical | vs realised | vs drawn |", "|---|---|---|---|---|---|---|"]
+    errors = []
+    for (setting, photo), (_, stds, sigma, peak) in truth.items():
+        if peak is not None:
+            continue
+        observation = load_image(folder / f"sigma{sigma:g}_{photo}.tif")
+        classical = 255 * classical_sigma(observation[None], None, (0.0, 1.0))
+        errors.append(classical / stds["realised"] - 1)
+        lines.append(f"| {sigma:g} | {photo} | {stds['realised']:.2f} | {stds['drawn']:.2f} | {classical:.2f} | "
+                     f"{_pct(classical, stds['realised'])} | {_pct(classical, stds['drawn'])} |")
+    met = sum(abs(error) <= 0.10 for error in errors)
+    worst = max(errors, key=abs) if errors else float("nan")
+    return "\n".join(lines) + f"\n\nclassical estimate within 10% of the realised std: {met} of {len(errors)} (worst {worst:+.3f})"
 
 
 def _f(value: float | None, digits: int, sign: bool = False) -> str:
