@@ -5,9 +5,9 @@ Two models (`model.noise`), each with its parameters known or inferred (`model.i
 
 - `gaussian`: y = A x + n, n ~ N(0, σ²). The data term is the squared error (censored at clipped entries,
   `tasks.likelihood`) and the temperature T = τ·2σ²/P, so the data energy L/T is the negative log-likelihood
-  over τ. Inferred, σ² has the weak prior InvGamma(α0, β0) and its conditional given the state's prediction f
-  is InvGamma(α0 + P/(2τ), β0 + SSE/(2τ)) over the P observed entries (the likelihood tempered by 1/τ, like
-  θ's): a Gibbs draw. Censored entries first get their unclipped value imputed given the current σ
+  over τ. Inferred, σ² has the scale-free prior InvGamma(α0, β0), α0 = β0 = 0 (p(σ²) ∝ 1/σ²), and its
+  conditional given the state's prediction f is InvGamma(α0 + P/(2τ), β0 + SSE/(2τ)) over the P observed
+  entries (the likelihood tempered by 1/τ, like θ's): a Gibbs draw. Censored entries first get their unclipped value imputed given the current σ
   (data augmentation), so the draw stays conjugate; its SSE counts their imputed residuals.
 - `poisson_gaussian`: var(y | x) = a·x + b (photon and read noise, Foi et al. 2008). The data term is the
   negative log-likelihood N(y; f, v), v = a·f + b, with its log-variance term (censored at clipped entries
@@ -47,8 +47,10 @@ if TYPE_CHECKING:
 NOISE_MODELS = ("gaussian", "poisson_gaussian")
 Gather = Callable[[Tensor], Tensor]
 """A per-chain tensor (K, ...) -> that of every process's chains (N, ...) (`RestorationTask.gather_chains`)."""
-PRIOR_SHAPE = PRIOR_RATE = 1e-3
-"""The weak InvGamma(α0, β0) prior of σ² (data-driven: P/2 and SSE/2 dwarf it)."""
+PRIOR_SHAPE = PRIOR_RATE = 0.0
+"""The InvGamma(α0, β0) prior of σ²: the scale-free limit p(σ²) ∝ 1/σ², which has no units, so it is as weak for a
+1D signal in its own units as for an image in [0, 1] (a fixed β0 = 10⁻³ outweighed SSE/2 = P·σ²/2 for 100 entries
+of noise 0.001). The conditional is proper whenever SSE > 0; a draw of 0 falls under the floor and is refused."""
 GAMMA_TRIES = 8
 """Candidates per Marsaglia-Tsang gamma draw (each accepted with probability >= 0.95): all eight fail with
 probability below 1e-10, and the chain then keeps its σ for that sweep."""
@@ -403,11 +405,18 @@ class PoissonGaussianNoise(NoiseModel):
 
     def __init__(self, known, estimate, floor, mean_intensity: float) -> None:
         super().__init__(known, estimate, floor)
+        self.mean_intensity = mean_intensity
         a, b = self.start_values
         self.reference = a * mean_intensity + b
 
     def clamp_start(self, values):
-        return (max(values[0], 0.0), max(values[1], self.floor**2))
+        """b within the floor, and a > 0: at a = 0 the walk on log a would start at −∞, where the likelihood is
+        flat, and never return. An estimate without photon noise starts with its variance at the mean intensity
+        split evenly between photon and read noise."""
+        a, b = values
+        if a <= 0:
+            a, b = b / (2 * max(self.mean_intensity, self.floor)), b / 2
+        return (a, max(b, self.floor**2))
 
     def variance(self, prediction: Tensor, gradient: bool = False) -> Tensor:
         """v = a·max(f, 0) + b per entry of predictions f (K, C', *S')."""
@@ -465,11 +474,11 @@ class PoissonGaussianNoise(NoiseModel):
         current = self.params.clamp(min=1e-300).log()
         proposal = current + self.log_step.exp()[:, None] * _draw("normal", 2, generators, current.device)
         log_ratio = self._log_target(task, proposal) - self._log_target(task, current)
-        accept = (_draw("uniform", 1, generators, current.device)[:, 0].log() < log_ratio)
-        accept &= proposal[:, 1] >= 2 * math.log(self.floor)
+        above_floor = proposal[:, 1] >= 2 * math.log(self.floor)
+        accept = (_draw("uniform", 1, generators, current.device)[:, 0].log() < log_ratio) & above_floor
         self.params.copy_(torch.where(accept[:, None], proposal.exp(), self.params))
-        if step < self.adapt_until:
-            rate = log_ratio.clamp(max=0).exp().nan_to_num(0.0)
+        if step < self.adapt_until:  # a proposal under the floor counts as rejected
+            rate = torch.where(above_floor, log_ratio.clamp(max=0).exp().nan_to_num(0.0), 0.0)
             self.log_step.add_((rate - RW_TARGET) / math.sqrt(step - self.start + 1))
 
     def metrics(self, gather, scale):
