@@ -131,8 +131,9 @@ def main() -> None:
     parser.add_argument("--poisson", nargs="*", default=["30:5", "100:2"], help="PEAK:READ settings")
     parser.add_argument("--sgd", action=argparse.BooleanOptionalAction, default=True,
                         help="the SGD ES-WMV runs on the Gaussian observations")
-    parser.add_argument("--extra", default="", help="arguments appended to every run, e.g. "
-                        "'--trainer.max_steps=6000 --model.strategy.burn_in=2000' (SGD runs ignore strategy options)")
+    parser.add_argument("--extra", default="", help="arguments appended to every run, each as --option=value, "
+                        "e.g. '--trainer.max_steps=6000 --model.strategy.burn_in=2000' (the SGD runs drop the "
+                        "strategy options)")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and stop")
     parser.add_argument("--estimates", action="store_true",
                         help="print the classical estimate of every Gaussian observation (no run needed) and stop")
@@ -197,9 +198,10 @@ def estimates(truth: dict, folder: Path) -> str:
     """Markdown: the classical estimate (what SGD prints and records, `tasks.noise.classical_sigma` over the
     unclipped entries of the observation as loaded) of every Gaussian observation against its noise stds, and the
     issue's criterion (within 10% of the realised std)."""
-    lines = ["| sigma | photo | realised | drawn | classical | vs realised | vs drawn |", "|---|---|---|---|---|---|---|"]
+    lines = ["| sigma | photo | realised | drawn | classical | vs realised | vs drawn |",
+             "|---|---|---|---|---|---|---|"]
     errors = []
-    for (setting, photo), (_, stds, sigma, peak) in truth.items():
+    for (_, photo), (_, stds, sigma, peak) in truth.items():
         if peak is not None:
             continue
         observation = load_image(folder / f"sigma{sigma:g}_{photo}.tif")
@@ -209,7 +211,8 @@ def estimates(truth: dict, folder: Path) -> str:
                      f"{_pct(classical, stds['realised'])} | {_pct(classical, stds['drawn'])} |")
     met = sum(abs(error) <= 0.10 for error in errors)
     worst = max(errors, key=abs) if errors else float("nan")
-    return "\n".join(lines) + f"\n\nclassical estimate within 10% of the realised std: {met} of {len(errors)} (worst {worst:+.3f})"
+    return ("\n".join(lines) + f"\n\nclassical estimate within 10% of the realised std: {met} of {len(errors)} "
+            f"(worst {worst:+.3f})")
 
 
 def _f(value: float | None, digits: int, sign: bool = False) -> str:

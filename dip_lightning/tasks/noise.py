@@ -7,8 +7,9 @@ Two models (`model.noise`), each with its parameters known or inferred (`model.i
   `tasks.likelihood`) and the temperature T = τ·2σ²/P, so the data energy L/T is the negative log-likelihood
   over τ. Inferred, σ² has the scale-free prior InvGamma(α0, β0), α0 = β0 = 0 (p(σ²) ∝ 1/σ²), and its
   conditional given the state's prediction f is InvGamma(α0 + P/(2τ), β0 + SSE/(2τ)) over the P observed
-  entries (the likelihood tempered by 1/τ, like θ's): a Gibbs draw. Censored entries first get their unclipped value imputed given the current σ
-  (data augmentation), so the draw stays conjugate; its SSE counts their imputed residuals.
+  entries (the likelihood tempered by 1/τ, like θ's): a Gibbs draw. Censored entries first get their unclipped
+  value imputed given the current σ (data augmentation), so the draw stays conjugate; its SSE counts their
+  imputed residuals.
 - `poisson_gaussian`: var(y | x) = a·x + b (photon and read noise, Foi et al. 2008). The data term is the
   negative log-likelihood N(y; f, v), v = a·f + b, with its log-variance term (censored at clipped entries
   with the per-entry variance), scaled by 2s²/P for a fixed reference variance s² (the mean of a·y + b
@@ -411,8 +412,8 @@ class PoissonGaussianNoise(NoiseModel):
 
     def clamp_start(self, values):
         """b within the floor, and a > 0: at a = 0 the walk on log a would start at −∞, where the likelihood is
-        flat, and never return. An estimate without photon noise starts with its variance at the mean intensity
-        split evenly between photon and read noise."""
+        flat, and never return. An estimate without photon noise (a <= 0) starts with its variance at the mean
+        intensity (at least the floor) split evenly between photon and read noise, b then within the floor."""
         a, b = values
         if a <= 0:
             a, b = b / (2 * max(self.mean_intensity, self.floor)), b / 2
@@ -471,7 +472,7 @@ class PoissonGaussianNoise(NoiseModel):
         """One random-walk Metropolis step on (log a, log b), its step adapted towards `RW_TARGET` acceptance
         until `adapt_until` (Robbins-Monro), then fixed."""
         generators = task.generators
-        current = self.params.clamp(min=1e-300).log()
+        current = self.params.log()  # a > 0 and b >= floor² from the start (`clamp_start`) on
         proposal = current + self.log_step.exp()[:, None] * _draw("normal", 2, generators, current.device)
         log_ratio = self._log_target(task, proposal) - self._log_target(task, current)
         above_floor = proposal[:, 1] >= 2 * math.log(self.floor)
