@@ -84,6 +84,12 @@ def simulate(clean_path: str, sigma: float, peak: float | None) -> tuple[torch.T
     return clean, task.observation[0], unclipped
 
 
+def observation_file(folder: Path, sigma: float, peak: float | None, photo: str) -> Path:
+    """Where the observation of `photo` at one noise setting is written (Gaussian sigma, or PEAK:READ)."""
+    name = f"sigma{sigma:g}_{photo}.tif" if peak is None else f"peak{peak:g}_read{sigma:g}_{photo}.tif"
+    return folder / name
+
+
 def write_observation(path: Path, observation: torch.Tensor) -> None:
     """A 16-bit TIFF (C, H, W) -> (H, W, C)."""
     array = (observation.permute(1, 2, 0).numpy() * 65535).round().astype(np.uint16)
@@ -146,8 +152,7 @@ def main() -> None:
     for sigma, peak in settings:
         setting = f"sigma {sigma:g}" if peak is None else f"peak {peak:g}, read {sigma:g}"
         for photo, path in crops.items():
-            file = args.out / "observations" / (f"sigma{sigma:g}_{photo}.tif" if peak is None else
-                                                f"peak{peak:g}_read{sigma:g}_{photo}.tif")
+            file = observation_file(args.out / "observations", sigma, peak, photo)
             clean, observation, unclipped = simulate(path, sigma, peak)
             if not file.exists():
                 write_observation(file, observation)
@@ -204,7 +209,7 @@ def estimates(truth: dict, folder: Path) -> str:
     for (_, photo), (_, stds, sigma, peak) in truth.items():
         if peak is not None:
             continue
-        observation = load_image(folder / f"sigma{sigma:g}_{photo}.tif")
+        observation = load_image(observation_file(folder, sigma, peak, photo))
         classical = 255 * classical_sigma(observation[None], None, (0.0, 1.0))
         errors.append(classical / stds["realised"] - 1)
         lines.append(f"| {sigma:g} | {photo} | {stds['realised']:.2f} | {stds['drawn']:.2f} | {classical:.2f} | "

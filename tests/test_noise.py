@@ -157,10 +157,11 @@ def test_the_a_b_metropolis_step_recovers_the_poisson_gaussian_noise_of_a_synthe
     observation = (truth + (a * truth + b).sqrt() * torch.randn(truth.shape, generator=gen)).clamp(*BOUNDS)
     chains = 4
     task = _task(observation, chains, BOUNDS)
-    total = a * 0.5 + b
-    estimate = (2 * a, 2 * b) if start == "twice" else (0.0, total)
+    total = a * 0.5 + b  # the variance at the mean intensity 0.5
+    estimate, walk_start = {"twice": ((2 * a, 2 * b), (2 * a, 2 * b)),
+                            "no photon noise": ((0.0, total), (total, total / 2))}[start]
     model = PoissonGaussianNoise(None, estimate, floor=1 / (255 * math.sqrt(12)), mean_intensity=0.5)
-    assert model.start_values == (estimate if start == "twice" else (pytest.approx(total), pytest.approx(total / 2)))
+    assert model.start_values == pytest.approx(walk_start)
     model.allocate(task, chains, CPU)
     model.configure(1.0, start=0, adapt_until=300, metropolis=False)
     model.state_prediction.copy_(truth.expand(chains, -1, -1, -1))
