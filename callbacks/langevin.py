@@ -139,7 +139,7 @@ class LangevinChain(L.Callback):
         counted = active & ratio.isfinite()
         state["mse_ratio_sum"] += torch.where(counted, ratio, 0.0)
         state["post_steps"] += counted
-        if optimizer is not None:
+        if optimizer is not None and optimizer.compared_energies:  # else every accept_prob is NaN: none counts
             prob = optimizer.accept_prob
             valid = active & ~prob.isnan()
             state["prob_sum"] += torch.where(valid, prob.double(), 0.0)

@@ -225,6 +225,25 @@ def test_psgld_frozen_before_first_step_uses_first_gradient():
     assert torch.allclose(opt.flat["square_avg"], torch.full((1, 10), 0.1 * 4.0))
 
 
+def test_a_frozen_psgld_proposal_follows_each_change_of_its_step_scale():
+    """With G frozen the proposal's gains s·G and sqrt(s·G) are kept between steps; a change of the step scale s
+    (a recovery's `scale_steps`) still reaches the next proposal θ' = θ − lr·s·G·d + sqrt(2·lr·T·s·G)·ξ."""
+    lr, temperature = 1e-3, 0.5
+    theta = nn.Parameter(torch.randn(2, 50, generator=torch.Generator().manual_seed(0)))
+    opt = PSGLD([theta], lr=lr, temperature=temperature, generator=[torch.Generator().manual_seed(k) for k in (0, 1)])
+    opt.freeze_preconditioner()
+    for step in range(5):
+        if step in (2, 4):
+            opt.scale_steps(torch.tensor([True, step == 4]), 0.25)
+        theta.grad = 3.0 * theta.detach()
+        before, drift = theta.detach().clone(), theta.grad.clone()  # a flat prior: the drift is the gradient
+        opt.step()
+        gain = opt.step_scale[:, None] * opt.preconditioner()
+        expected = before - lr * gain * drift + math.sqrt(2 * lr * temperature) * gain.sqrt() * opt.flat["noise"]
+        torch.testing.assert_close(theta.detach(), expected)
+    assert opt.step_scale.tolist() == [0.0625, 0.25]
+
+
 def _chain_moments(make_opt, m, v, temperature, burn_in, n, seed=0):
     """CHAINS chains (one generator each) of the Gaussian target N(m, v) of `_moments`, the energy given to the
     optimizer; each chain starts at a draw of the target. Returns (mean over chains of the per-dimension variance ratio − 1,

@@ -162,6 +162,8 @@ class Langevin(Optimizer):
         self.chains = 1 if generator is None or isinstance(generator, torch.Generator) else len(generator)
         self.layout: FlatLayout | None = None
         self._params_hold_proposal = False  # the parameters equal flat["proposal"] (nothing wrote them since)
+        self._gain_cache: tuple | None = None  # `_gains`: (G, s, their versions, s·G, sqrt(s·G))
+        self.compared_energies = False  # whether the last step computed the MH ratio (else accept_prob is NaN)
         self.flat: dict[str, Any] = {"steps": 0}  # the per-chain state (see `_allocate`), in state_dict
         self._loaded: dict[str, Any] | None = None
 
@@ -376,7 +378,9 @@ class Langevin(Optimizer):
         flat = self.flat
         fresh = flat["fresh"]
         deciding = self._deciding(flat["steps"])
-        if not self._compares_energies(flat["steps"]) or data is None or (not isinstance(temperature, Tensor) and temperature == 0):
+        self.compared_energies = (self._compares_energies(flat["steps"]) and data is not None
+                                  and (isinstance(temperature, Tensor) or temperature != 0))
+        if not self.compared_energies:
             flat["accept_prob"].fill_(math.nan)
             flat["accepted"].fill_(True)
             return
@@ -437,6 +441,20 @@ class Langevin(Optimizer):
         if flat["steps"] + 1 >= self.adapt_until:
             self._end_adaptation()
 
+    def _gains(self, precond: Tensor | None, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """(s·G, sqrt(s·G)), (K, 1) or (K, D): the proposal's drift and noise multipliers for the step scales s
+        (K,). With G frozen they are the same every step, so they are kept until G or s is written (a write
+        in place bumps a tensor's `_version`) or replaced."""
+        rows = scale[:, None]
+        if precond is None:
+            return rows, rows.sqrt()
+        stamp = (precond._version, scale._version)
+        cached = self._gain_cache
+        if cached is None or cached[0] is not precond or cached[1] is not scale or cached[2] != stamp:
+            gain = precond * rows
+            cached = self._gain_cache = (precond, scale, stamp, gain, gain.sqrt())
+        return cached[3], cached[4]
+
     def _propose(self, base: Tensor, base_drift: Tensor, precond: Tensor | None, lr: float,
                  temperature: Temperature) -> None:
         """θ' = base − lr·s·G·d + sqrt(2·lr·T)·sqrt(s·G)·ξ per chain (s its step scale), written into the
@@ -444,12 +462,11 @@ class Langevin(Optimizer):
         flat = self.flat
         scale = flat["step_scale"]
         flat["proposal_scale"].copy_(scale)
-        new, rows = flat["proposal"], scale[:, None]
-        gain = rows if precond is None else precond * rows
+        new = flat["proposal"]
+        gain, noise_gain = self._gains(precond, scale)
         torch.add(base, base_drift * gain, alpha=-lr, out=new)
         noise = flat["noise"]
         fill_normal_(self.layout.buffer_views(noise), self.generator)
-        noise_gain = rows.sqrt() if precond is None else gain.sqrt_()  # (never in place on the step scale)
         if isinstance(temperature, Tensor):
             new.add_(noise * noise_gain * (2.0 * lr * temperature).sqrt().to(new.dtype)[:, None])
         else:

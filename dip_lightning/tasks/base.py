@@ -430,17 +430,18 @@ class RestorationTask(L.LightningModule):
         self.mse_interior = (squared * self.interior).flatten(1).sum(1) / self.interior_count
         self.noise_ratio = self.noise_model.standardized(prediction, squared, self)
         self.psnr_observation = chain_psnr(prediction, self.observation, self.data_range)  # (K,)
-        metrics = {"mse/observation": self.observed_mean(squared).mean(), "mse/interior": self.mse_interior.mean(),
-                   "psnr/observation": self.psnr_observation.mean()}
         if self.has_ground_truth:
             chain_truth = chain_psnr(output, self.ground_truth, self.data_range)
             chain_ema = chain_psnr(self.ema, self.ground_truth, self.data_range)
             self.best.update(chain_truth, output, self.step)
             self.best_ema.update(chain_ema, self.ema, self.step)
-            metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
-        if self.noise_model.infer:
-            metrics.update(self.noise_model.curves(self.sigma_scale))
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes logs at
+            metrics = {"mse/observation": self.observed_mean(squared).mean(), "mse/interior": self.mse_interior.mean(),
+                       "psnr/observation": self.psnr_observation.mean()}
+            if self.has_ground_truth:
+                metrics["psnr/ground_truth"], metrics["psnr/ema"] = chain_truth.mean(), chain_ema.mean()
+            if self.noise_model.infer:
+                metrics.update(self.noise_model.curves(self.sigma_scale))
             self.log_dict(metrics, prog_bar=False)
             # for the progress bar, which reads it at its refreshes (prog_bar=True would make Lightning read it
             # on the host after every step: a GPU sync per step)
