@@ -19,8 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from step_overhead import (LOG_EVERY, STRATEGIES, THIN, Bare, bare_langevin, bare_sgd, jitter_of, net_factory,
-                           strategy_of)
+from step_overhead import LOG_EVERY, STRATEGIES, THIN, Bare, bare_step, jitter_of, net_factory, strategy_of
 
 from dip_lightning.data import ImageData
 from dip_lightning.tasks import Denoise
@@ -61,7 +60,7 @@ def count_fit(name: str, chains: int, size: int, at: int) -> collections.Counter
 
 def count_bare(name: str, chains: int, size: int, at: int) -> collections.Counter[str]:
     bare, state = Bare(name, size, chains, torch.device("cpu")), {}
-    step_fn = bare_sgd if name in ("sgd", "mcdropout", "mfvi") else bare_langevin
+    step_fn = bare_step(name, BURN_IN)
     for step in range(at):
         step_fn(bare, name, step, state)
     with OpCounter() as mode:
