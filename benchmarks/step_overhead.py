@@ -51,9 +51,10 @@ from dip_lightning.moments import ChainMoments
 from dip_lightning.nets import SkipNet
 from dip_lightning.nets.chains import chain_parameters, copy_chains, set_streams, stack_chains
 from dip_lightning.nets.variational import VariationalWeights
+from dip_lightning.optim.sgld import FlatLayout, Langevin, fill_normal_
 from dip_lightning.strategies import SGD, SGLD, MCDropout, MeanFieldVI
-from dip_lightning.tasks import Denoise
 from dip_lightning.strategies.sgld import DIAGNOSE_EVERY
+from dip_lightning.tasks import Denoise
 from dip_lightning.tasks.base import chain_psnr
 from dip_lightning.tracking import ArgBest
 
@@ -222,7 +223,7 @@ def bare_sgd(bare: Bare, name: str, step: int, state: dict) -> None:
 
 
 def langevin_optimizer(name: str, params: list[torch.Tensor], temperature: float,
-                       generators: list[torch.Generator], chain_losses: Callable[[], torch.Tensor]) -> optim.Langevin:
+                       generators: list[torch.Generator], chain_losses: Callable[[], torch.Tensor]) -> Langevin:
     """The case's sampler as `fit` builds it: the MH gauge every 10 steps, MALA for `psgld-mh`."""
     metropolis = name == "psgld-mh"
     common = dict(temperature=temperature, prior_std=1.0, generator=generators, chain_losses=chain_losses,
@@ -322,6 +323,24 @@ def per_step(repeats: list[list[float]], steps: int) -> float:
     return sum(map(min, zip(*repeats, strict=True))) / steps
 
 
+def time_noise_draws(chains: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """Seconds per step of the Langevin noise alone, into a (K, D) buffer: (one draw per parameter tensor and
+    chain, as `fill_normal_` draws it; one draw per chain over its whole row, a different stream)."""
+    layout = FlatLayout(list(Bare("psgld", 64, chains, device).params), chains)
+    noise, generators = layout.zeros(), [torch.Generator(device).manual_seed(k) for k in range(chains)]
+    views, times = layout.views(noise), []
+    for per_parameter in (True, False):
+        start = clock(device)
+        for _ in range(steps):
+            if per_parameter:
+                fill_normal_(views, generators)
+            else:
+                for row, generator in zip(noise, generators, strict=True):
+                    row.normal_(generator=generator)
+        times.append((clock(device) - start) / steps)
+    return times[0], times[1]
+
+
 def print_langevin_steps(args: argparse.Namespace, device: torch.device) -> None:
     """The pSGLD step alone at each chain count, `optim.PSGLD`'s against by hand (fastest of the repeats)."""
     print(f"pSGLD step alone (width {WIDTH}, depth {DEPTH}, frozen preconditioner), {args.steps[0]} steps, "
@@ -331,6 +350,11 @@ def print_langevin_steps(args: argparse.Namespace, device: torch.device) -> None
         runs = [time_langevin_steps(chains, args.steps[0], args.warmup, device) for _ in range(args.repeats)]
         ours, hand = (min(times) for times in zip(*runs, strict=True))
         print(f"| {chains} | {1e3 * ours:.2f} | {1e3 * hand:.2f} | {ours / hand:.3f} |")
+    print("\nits noise alone\n| chains | one draw per parameter tensor ms/step | one draw per chain ms/step |\n|---|---|---|")
+    for chains in args.chains:
+        runs = [time_noise_draws(chains, args.steps[0], device) for _ in range(args.repeats)]
+        per_parameter, per_chain = (min(times) for times in zip(*runs, strict=True))
+        print(f"| {chains} | {1e3 * per_parameter:.2f} | {1e3 * per_chain:.2f} |")
 
 
 def main() -> None:
