@@ -45,10 +45,11 @@ def test_run_returns_the_posterior_mean_with_its_uncertainty(capsys, tmp_path, c
     curve = [row["psnr/posterior_mean"] for row in csv.DictReader(log.open()) if row.get("psnr/posterior_mean")]
     assert len(curve) == 2  # logged at samples 20 and 30 (log_every_n_steps 10)
     if config == "sgld_denoise":  # pSGLD: the preconditioner froze after burn-in, and the flag is checkpointed
-        optimizer = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"][0]
-        assert optimizer["langevin"]["frozen"] is True
-        # the unadjusted chain's MH gauge, counted on its diagnostic steps (steps 20 and 30) alone
-        assert all(0 <= p <= 1 for p in metrics["mh_accept_prob"])
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        assert checkpoint["optimizer_states"][0]["langevin"]["frozen"] is True
+        # the unadjusted chain's MH gauge, counted on its diagnostic steps from the burn-in on (10, 20, 30) alone
+        (chain,) = (state for key, state in checkpoint["callbacks"].items() if key.startswith("LangevinChain"))
+        assert chain["prob_count"].tolist() == [3] and all(0 <= p <= 1 for p in metrics["mh_accept_prob"])
 
 
 def _task(reg_noise_std: float = 0.0, sigma: float = 25.0, net: nn.Module | None = None) -> SimpleNamespace:

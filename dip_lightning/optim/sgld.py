@@ -136,9 +136,10 @@ class Langevin(Optimizer):
 
     After each ``step``: ``accept_prob`` (K,) the MH acceptance probability of the move just decided (NaN
     where none was: the chain's first step, a `restart`, or an unadjusted step that is not a
-    ``diagnose_every``-th one), ``accepted`` (K,) bool which chains moved to the
-    point evaluated in this step (all of them when unadjusted), ``state_point()`` the (K, D) weights of each
-    chain's current state (the point whose output is its sample).
+    ``diagnose_every``-th one), ``compared_energies`` whether this step computed that ratio at all,
+    ``accepted`` (K,) bool which chains moved to the point evaluated in this step (all of them when
+    unadjusted), ``state_point()`` the (K, D) weights of each chain's current state (the point whose output is
+    its sample).
     """
 
     def __init__(self, params: Params, defaults: dict[str, Any], generator: Generators, metropolis: bool,
@@ -172,7 +173,7 @@ class Langevin(Optimizer):
         """Flat buffers, at the first step (the parameters with a gradient are known then)."""
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.layout = layout = FlatLayout(params, self.chains)
-        self._params_hold_proposal = False
+        self._params_hold_proposal, self._gain_cache = False, None
         priors = [group["prior_std"] for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.prior_precision: Tensor | float | None = (
             None if all(s is None for s in priors) else
@@ -451,6 +452,7 @@ class Langevin(Optimizer):
         stamp = (precond._version, scale._version)
         cached = self._gain_cache
         if cached is None or cached[0] is not precond or cached[1] is not scale or cached[2] != stamp:
+            self._gain_cache = None  # (G still adapts: its old gains go before the new ones are made)
             gain = precond * rows
             cached = self._gain_cache = (precond, scale, stamp, gain, gain.sqrt())
         return cached[3], cached[4]
