@@ -19,7 +19,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from step_overhead import LOG_EVERY, STRATEGIES, THIN, Bare, bare_step, jitter_of, net_factory, strategy_of
+from step_overhead import (GUARD_EVERY, LOG_EVERY, STRATEGIES, THIN, Bare, bare_step, jitter_of, net_factory,
+                           strategy_of)
 
 from dip_lightning.data import ImageData
 from dip_lightning.tasks import Denoise
@@ -75,8 +76,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--at", type=int, default=25, help="count step AT + 1 (> the burn-in of 10)")
     args = parser.parse_args()
-    if args.at <= BURN_IN or any(args.at % period in (0, period - 1) for period in (THIN, LOG_EVERY)):
-        parser.error(f"--at {args.at}: give a step after the burn-in ({BURN_IN}) that is not a log or sample step")
+    if (args.at <= BURN_IN or any(args.at % period in (0, period - 1) for period in (THIN, LOG_EVERY))
+            or args.at % GUARD_EVERY == GUARD_EVERY - 1):
+        parser.error(f"--at {args.at}: give a step after the burn-in ({BURN_IN}) that is not a log, sample or guard "
+                     f"check step")
     torch.set_num_threads(1)
     print(f"aten operations in step {args.at + 1}, {args.size}x{args.size}, {args.chains} chain(s)")
     print("| strategy | fit | bare | fit / bare | fit's most frequent |\n|---|---|---|---|---|")

@@ -7,8 +7,8 @@ Cases: each strategy (`sgd` Adam with ES-WMV, backtracking and EMA as `denoise.y
 `psgld-mh` (Metropolis-adjusted) as `sgld_denoise.yaml`; `mcdropout` and `mfvi` as their configs) x image size
 (64², 256²) x chains (1, 4), on DIP's skip net (width 64, depth 5), a noisy crop of `astronaut` (sigma 25),
 the squared-error loss on both sides. `fit` runs the real task, strategy and callbacks with a CSV logger at
-`log_every_n_steps` 10, samplers with burn-in = warm-up so that the timed steps take a posterior sample every
-10 steps (thin 10) and log it, and the divergence guard on (its band at 1e6 sigma², so that it checks and
+`log_every_n_steps` 10, samplers with burn-in = warm-up (a multiple of 10) so that the timed steps take a
+posterior sample every 10 steps (thin 10) on the log steps and log its running mean, and the divergence guard on (its band at 1e6 sigma², so that it checks and
 saves states as shipped but a net a few steps from its initialisation does not stop the chains). The bare
 loop is a plain `for` loop over the same network with the same maths: forward, loss, backward, the optimizer
 step (Adam, AdamW, or the Langevin step of `optim.SGLD` / `optim.PSGLD` with its Metropolis-Hastings gauge
@@ -16,18 +16,21 @@ every 10 steps, as `fit` runs it, the preconditioner frozen at the warm-up's end
 does after each step and `fit` does too (the EMA of the outputs; the PSNRs of the output to the observation
 and to the truth and of the EMA to the truth; each chain's best output so far; the PSNRs read on the host
 every 10 steps, as a logger does), and what the strategy keeps (the ES-WMV window and a backtracking check
-every 10 steps; each chain's noise ratio and a Welford update of the posterior moments every 10 steps; the
-dropout masks; the variational draws and the KL). `--langevin-step` times the Langevin step alone instead:
+every 10 steps; each chain's noise ratio, its in-band test and a save of its in-band state every 25 steps,
+the guard's; a Welford update of the posterior moments every 10 steps; the dropout masks; the variational
+draws and the KL). `--langevin-step` times the Langevin step alone instead:
 `optim.PSGLD`'s against the same step written by hand with `torch._foreach_*` ops.
 
 Time is the thread CPU time (`time.thread_time`) of each step after a warm-up, with torch on one thread, so
 other processes on the machine do not count (the wall clock of a shared 2-core machine varies by 10-40%).
 Repeats alternate all runs; a run's time per step is the sum over its steps of each step's fastest time
 across the repeats, divided by the steps (a disturbance slows a few steps of one repeat, not the same
-step of every repeat; step i does the same work in every repeat, its log and sample steps included). With
+step of every repeat; step i does the same work in every repeat, its log and sample steps included; a
+pause that lands on different steps in different repeats, as Python's garbage collection can, drops out of
+it). With
 `--device cuda` it is the wall clock between two device synchronisations, at the warm-up and at the end
 (the GPU works while the host runs ahead), and the fastest run counts. The table also gives each repeat's
-whole-run ratio, the spread. Last line: `ratio: X`, the worst fit / bare ratio.
+whole-run ratio (each repeat's every pause included), the spread. Last line: `ratio: X`, the worst fit / bare ratio.
 
     python benchmarks/step_overhead.py --device cuda --repeats 2       # on a GPU
 """
@@ -55,16 +58,17 @@ from dip_lightning.optim.sgld import FlatLayout, Langevin, fill_normal_
 from dip_lightning.strategies import SGD, SGLD, MCDropout, MeanFieldVI
 from dip_lightning.strategies.sgld import DIAGNOSE_EVERY
 from dip_lightning.tasks import Denoise
-from dip_lightning.tasks.base import chain_psnr
+from dip_lightning.tasks.base import chain_psnr, psnr
 from dip_lightning.tracking import ArgBest
 
 WIDTH, DEPTH, SIGMA, JITTER, THIN, LOG_EVERY = 64, 5, 25 / 255, 1 / 30, 10, 10
+MAX_MSE_RATIO, GUARD_EVERY = 1e6, 25  # the guard's band (sigma²) and its check period (LangevinChain's default)
 STRATEGIES = ("sgd", "sgld", "psgld", "psgld-mh", "mcdropout", "mfvi")
 
 
 def strategy_of(name: str, chains: int, burn_in: int):
     """The strategy of a case, as the shipped configs set it."""
-    langevin = dict(burn_in=burn_in, thin=THIN, chains=chains, max_mse_ratio=1e6)
+    langevin = dict(burn_in=burn_in, thin=THIN, chains=chains, max_mse_ratio=MAX_MSE_RATIO)
     return {
         "sgd": lambda: SGD(lr=0.01, stopping="wmv", chains=chains),
         "sgld": lambda: SGLD("sgld", lr=3.0, **langevin),
@@ -92,18 +96,20 @@ def clock(device: torch.device) -> float:
     return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
 
-def marks_step(step: int, warmup: int, device: torch.device) -> bool:
-    """Whether the clock is read at the start of `step`: at the warm-up's end, and on a CPU at every later step
-    (on a GPU a synchronisation per step would stop the host from running ahead)."""
-    return step == warmup or (step > warmup and device.type != "cuda")
+def marks_step(step: int, warmup: int, last: int | None, device: torch.device) -> bool:
+    """Whether the clock is read at the start of `step`: at the warm-up's end, at step `last`, and on a CPU at
+    every step between (on a GPU a synchronisation per step would stop the host from running ahead)."""
+    inside = step > warmup and (last is None or step < last)
+    return step in (warmup, last) or (inside and device.type != "cuda")
 
 
 class StepClock(L.Callback):
-    """`clock` at the start of the steps `marks_step` names and at the end of the last step
-    (`trainer.max_steps`): `marks`, seconds."""
+    """`clock` at the start of the steps `marks_step` names and, without a `last` step, at the end of the run's
+    last step (`trainer.max_steps`; the hooks of later callbacks in that step are then left out): `marks`,
+    seconds."""
 
-    def __init__(self, warmup: int, device: torch.device) -> None:
-        self.warmup, self.device, self.marks = warmup, device, []
+    def __init__(self, warmup: int, device: torch.device, last: int | None = None) -> None:
+        self.warmup, self.device, self.last, self.marks = warmup, device, last, []
 
     @property
     def start(self) -> float:
@@ -114,11 +120,11 @@ class StepClock(L.Callback):
         return self.marks[-1]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if marks_step(trainer.global_step, self.warmup, self.device):
+        if marks_step(trainer.global_step, self.warmup, self.last, self.device):
             self.marks.append(clock(self.device))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= trainer.max_steps:
+        if self.last is None and trainer.global_step >= trainer.max_steps:
             self.marks.append(clock(self.device))
 
 
@@ -128,13 +134,14 @@ def segments(marks: list[float]) -> list[float]:
 
 
 def time_fit(name: str, size: int, chains: int, steps: int, warmup: int, device: torch.device) -> list[float]:
-    """Seconds of each timed segment of `Trainer.fit` (`segments`)."""
+    """Seconds of each timed segment of `Trainer.fit` (`segments`): steps `warmup` to `steps` - 1, each with every
+    hook of its own (the run takes one step more, whose start ends the timing)."""
     torch.manual_seed(0)
     task = Denoise(net=net_factory(name), strategy=strategy_of(name, chains, warmup), reg_noise_std=jitter_of(name),
                    likelihood="gaussian")
-    timer = StepClock(warmup, device)
+    timer = StepClock(warmup, device, last=steps)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = L.Trainer(max_steps=steps, accelerator=device.type, devices=1, enable_checkpointing=False,
+        trainer = L.Trainer(max_steps=steps + 1, accelerator=device.type, devices=1, enable_checkpointing=False,
                             logger=L.pytorch.loggers.CSVLogger(folder), log_every_n_steps=LOG_EVERY,
                             enable_model_summary=False, enable_progress_bar=False, callbacks=[timer],
                             default_root_dir=folder, use_distributed_sampler=False)
@@ -148,8 +155,8 @@ class Bare:
 
     def __init__(self, name: str, size: int, chains: int, device: torch.device) -> None:
         torch.manual_seed(0)
-        self.clean = ImageData("astronaut", crop=size).image[None].to(device)
-        self.noisy = (self.clean + torch.randn_like(self.clean) * SIGMA).clamp(0, 1)
+        clean = ImageData("astronaut", crop=size).image[None]
+        self.clean, self.noisy = clean.to(device), (clean + torch.randn_like(clean) * SIGMA).clamp(0, 1).to(device)
         self.net = stack_chains([net_factory(name)(32, 3) for _ in range(chains)]).to(device)
         self.z = torch.rand(chains, 32, size, size, device=device) * 0.1
         self.generators = [torch.Generator(device).manual_seed(k) for k in range(chains)]
@@ -171,9 +178,11 @@ def bare_track(bare: Bare, out: torch.Tensor, step: int, state: dict) -> None:
     observation and to the truth and of the EMA to the truth, each chain's best output; read every LOG_EVERY."""
     if "ema" not in state:
         state["ema"], state["best"] = torch.zeros_like(out), ArgBest(tuple(out.shape)).to(out.device)
+        state["step"] = torch.zeros((), dtype=torch.long, device=out.device)
+    state["step"].add_(1)
     state["ema"].lerp_(out, 0.01)
     truth = chain_psnr(out, bare.clean)
-    state["best"].update(truth, out, torch.tensor(step, device=out.device))
+    state["best"].update(truth, out, state["step"])
     psnrs = torch.stack([chain_psnr(out, bare.noisy), truth, chain_psnr(state["ema"], bare.clean)])
     if (step + 1) % LOG_EVERY == 0:
         state["logged"] = psnrs.mean(1).tolist()
@@ -223,24 +232,27 @@ def bare_sgd(bare: Bare, name: str, step: int, state: dict) -> None:
 
 
 def langevin_optimizer(name: str, params: list[torch.Tensor], temperature: float,
-                       generators: list[torch.Generator], chain_losses: Callable[[], torch.Tensor]) -> Langevin:
-    """The case's sampler as `fit` builds it: the MH gauge every 10 steps, MALA for `psgld-mh`."""
-    metropolis = name == "psgld-mh"
+                       generators: list[torch.Generator], chain_losses: Callable[[], torch.Tensor], burn_in: int,
+                       diagnose_every: int = math.gcd(DIAGNOSE_EVERY, LOG_EVERY)) -> Langevin:
+    """The case's sampler as `fit` builds it: the MH gauge every 10 steps; MALA for `psgld-mh`, adjusting from
+    half the burn-in and adapting its step until the burn-in's end."""
     common = dict(temperature=temperature, prior_std=1.0, generator=generators, chain_losses=chain_losses,
-                  diagnose_every=DIAGNOSE_EVERY, metropolis=metropolis)
+                  diagnose_every=diagnose_every, metropolis=name == "psgld-mh", warmup_steps=burn_in // 2,
+                  adapt_until=burn_in)
     if name == "sgld":
         return optim.SGLD(params, lr=3.0, **common)
     return optim.PSGLD(params, lr=0.01, eps=1e-4, **common)
 
 
 def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) -> None:
-    """The sampler's step, the tracking, each chain's noise ratio (the guard's), a Welford update every THIN
-    steps."""
+    """The sampler's step, the tracking, the guard (each chain's noise ratio and in-band test; every
+    GUARD_EVERY steps its in-band state saved and one host read), a Welford update every THIN steps."""
     chains = bare.z.shape[0]
     if not state:
         state["moments"] = ChainMoments(chains, 2, 10**6, (3, *bare.z.shape[2:])).to(bare.z.device)
         state["sample"] = torch.zeros(chains, 3, *bare.z.shape[2:], device=bare.z.device)
-        state["opt"] = langevin_optimizer(name, bare.params, bare.temperature, bare.generators, lambda: state["loss"])
+        state["opt"] = langevin_optimizer(name, bare.params, bare.temperature, bare.generators, lambda: state["loss"],
+                                          burn_in=warmup)
     opt = state["opt"]
     if step == warmup and isinstance(opt, optim.PSGLD):
         opt.freeze_preconditioner()  # as after burn-in
@@ -253,10 +265,16 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) ->
         opt.step()
         out = out.detach()
         bare_track(bare, out, step, state)
-        state["ratio"] = loss.detach() / SIGMA**2
-        state["sample"] = torch.where(opt.accepted.view(-1, 1, 1, 1), out, state["sample"])
-        if step % THIN == 0:
-            state["moments"].update(state["sample"], step // THIN)
+        in_band = loss.detach() / SIGMA**2 <= MAX_MSE_RATIO
+        if (step + 1) % GUARD_EVERY == 0:
+            point = opt.state_point()
+            state["good"] = torch.where(in_band[:, None], point, state.get("good", point))
+            bool(in_band.all())
+        state["sample"] = torch.where(opt.accepted.view(-1, 1, 1, 1), out, state["sample"]) if opt.metropolis else out
+        if step >= warmup and (step + 1 - warmup) % THIN == 0:  # a sample, on a log step: the running mean's PSNR
+            state["moments"].update(state["sample"], (step + 1 - warmup) // THIN - 1)
+            count, mean, _ = state["moments"].posterior()
+            float(psnr(mean[None], bare.clean))
 
 
 def langevin_step_by_hand(params: list[torch.Tensor], temperature: float, generators: list[torch.Generator],
@@ -287,8 +305,9 @@ def time_langevin_steps(chains: int, steps: int, warmup: int, device: torch.devi
             p.grad = torch.randn_like(p) * 1e-3
         opt, state = None, {}
         if not by_hand:
-            opt = langevin_optimizer("psgld", params, bare.temperature, bare.generators,
-                                     lambda: torch.zeros(chains, dtype=torch.float64, device=device))
+            opt = langevin_optimizer("psgld", params, bare.temperature, bare.generators,  # no MH gauge: as by hand
+                                     lambda: torch.zeros(chains, dtype=torch.float64, device=device), burn_in=0,
+                                     diagnose_every=steps + 1)
             opt.freeze_preconditioner()
         for step in range(steps):
             if step == warmup:
@@ -311,7 +330,7 @@ def time_bare(name: str, size: int, chains: int, steps: int, warmup: int, device
     bare, state, marks = Bare(name, size, chains, device), {}, []
     step_fn = bare_step(name, warmup)
     for step in range(steps):
-        if marks_step(step, warmup, device):
+        if marks_step(step, warmup, None, device):
             marks.append(clock(device))
         step_fn(bare, name, step, state)
     marks.append(clock(device))
@@ -330,8 +349,9 @@ def time_noise_draws(chains: int, steps: int, device: torch.device) -> tuple[flo
     noise, generators = layout.zeros(), [torch.Generator(device).manual_seed(k) for k in range(chains)]
     views, times = layout.views(noise), []
     for per_parameter in (True, False):
-        start = clock(device)
-        for _ in range(steps):
+        for step in range(steps + 1):
+            if step == 1:  # the first draw (its memory's first touch) untimed
+                start = clock(device)
             if per_parameter:
                 fill_normal_(views, generators)
             else:
@@ -364,7 +384,8 @@ def main() -> None:
     parser.add_argument("--chains", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--steps", type=int, nargs=2, default=[120, 35], metavar=("AT_64", "AT_256"),
                         help="steps per run at 64² and at 256² (and above), warm-up included")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps; the samplers' burn-in (a multiple "
+                        "of 10, so that their samples fall on the log steps as in a shipped run)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--langevin-step", action="store_true",
@@ -373,6 +394,8 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     device = torch.device(args.device)
+    if args.warmup % LOG_EVERY:
+        parser.error(f"--warmup {args.warmup}: give a multiple of {LOG_EVERY} (the samplers' burn-in)")
     least = args.warmup + 2 * THIN  # the samplers' burn-in is the warm-up, and a run must plan 2 samples
     if min(args.steps) < least:
         parser.error(f"--steps {' '.join(map(str, args.steps))}: each must be >= warm-up + 2 x thin = {least}")
