@@ -273,7 +273,7 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) ->
         state["sample"] = torch.where(opt.accepted.view(-1, 1, 1, 1), out, state["sample"]) if opt.metropolis else out
         if step >= warmup and (step + 1 - warmup) % THIN == 0:  # a sample, on a log step: the running mean's PSNR
             state["moments"].update(state["sample"], (step + 1 - warmup) // THIN - 1)
-            count, mean, _ = state["moments"].posterior()
+            _, mean, _ = state["moments"].posterior()
             float(psnr(mean[None], bare.clean))
 
 
