@@ -163,7 +163,7 @@ class Langevin(Optimizer):
         self.chains = 1 if generator is None or isinstance(generator, torch.Generator) else len(generator)
         self.layout: FlatLayout | None = None
         self._params_hold_proposal = False  # the parameters equal flat["proposal"] (nothing wrote them since)
-        self._gain_cache: tuple | None = None  # `_gains`: (G, s, their versions, s·G, sqrt(s·G))
+        self._derived_cache: dict[str, tuple] = {}  # `_derived`: name -> (inputs, their versions, outputs)
         self.compared_energies = False  # whether the last step computed the MH ratio (else accept_prob is NaN)
         self.flat: dict[str, Any] = {"steps": 0}  # the per-chain state (see `_allocate`), in state_dict
         self._loaded: dict[str, Any] | None = None
@@ -173,7 +173,7 @@ class Langevin(Optimizer):
         """Flat buffers, at the first step (the parameters with a gradient are known then)."""
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.layout = layout = FlatLayout(params, self.chains)
-        self._params_hold_proposal, self._gain_cache = False, None
+        self._params_hold_proposal, self._derived_cache = False, {}
         priors = [group["prior_std"] for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.prior_precision: Tensor | float | None = (
             None if all(s is None for s in priors) else
@@ -219,7 +219,7 @@ class Langevin(Optimizer):
     def _after_load(self) -> None:
         """Rebuild what a subclass caches from its loaded state."""
 
-    _SCRATCH = ("theta", "drift", "proposal", "precond", "precond_sqrt")  # rebuilt every step or on load
+    _SCRATCH = ("theta", "drift", "proposal", "precond")  # rebuilt every step or on load
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -442,20 +442,29 @@ class Langevin(Optimizer):
         if flat["steps"] + 1 >= self.adapt_until:
             self._end_adaptation()
 
+    def _derived(self, name: str, inputs: tuple[Tensor, ...], make: Callable[[], tuple[Tensor, ...]]
+                 ) -> tuple[Tensor, ...]:
+        """`make()`'s tensors, made again only once one of `inputs` has been replaced or written in place (which
+        bumps a tensor's `_version`): what a frozen preconditioner derives is made once, not every step."""
+        versions = tuple(t._version for t in inputs)
+        cached = self._derived_cache.get(name)
+        if cached is None or any(a is not b for a, b in zip(cached[0], inputs, strict=True)) or cached[1] != versions:
+            self._derived_cache.pop(name, None)  # (while G adapts: the old outputs go before the new are made)
+            cached = self._derived_cache[name] = (inputs, versions, make())
+        return cached[2]
+
     def _gains(self, precond: Tensor | None, scale: Tensor) -> tuple[Tensor, Tensor]:
         """(s·G, sqrt(s·G)), (K, 1) or (K, D): the proposal's drift and noise multipliers for the step scales s
-        (K,). With G frozen they are the same every step, so they are kept until G or s is written (a write
-        in place bumps a tensor's `_version`) or replaced."""
+        (K,), `_derived` from G and s."""
         rows = scale[:, None]
         if precond is None:
             return rows, rows.sqrt()
-        stamp = (precond._version, scale._version)
-        cached = self._gain_cache
-        if cached is None or cached[0] is not precond or cached[1] is not scale or cached[2] != stamp:
-            self._gain_cache = None  # (G still adapts: its old gains go before the new ones are made)
+
+        def make() -> tuple[Tensor, Tensor]:
             gain = precond * rows
-            cached = self._gain_cache = (precond, scale, stamp, gain, gain.sqrt())
-        return cached[3], cached[4]
+            return gain, gain.sqrt()
+
+        return self._derived("gains", (precond, scale), make)
 
     def _propose(self, base: Tensor, base_drift: Tensor, precond: Tensor | None, lr: float,
                  temperature: Temperature) -> None:
@@ -532,12 +541,10 @@ class PSGLD(Langevin):
         self._frozen = False  # before the first step; then in `flat`
 
     def _extra_state(self, layout: FlatLayout) -> dict[str, Any]:
-        return {"square_avg": layout.zeros(), "precond": layout.zeros(), "precond_sqrt": None,
-                "v_steps": 0, "frozen": self._frozen}
+        return {"square_avg": layout.zeros(), "precond": layout.zeros(), "v_steps": 0, "frozen": self._frozen}
 
     def _after_load(self) -> None:
         self.flat["precond"] = self.layout.zeros()
-        self.flat["precond_sqrt"] = None
         if self.flat["v_steps"]:
             self._compute_precond()
 
@@ -566,7 +573,6 @@ class PSGLD(Langevin):
         flat = self.flat
         bias = 1.0 - group["alpha"] ** flat["v_steps"]
         torch.div(flat["square_avg"], bias, out=flat["precond"]).sqrt_().add_(group["eps"]).reciprocal_()
-        flat["precond_sqrt"] = flat["precond"].sqrt() if flat["frozen"] else None
 
     def _preconditioner(self, drift: Tensor) -> Tensor:
         flat = self.flat
@@ -575,13 +581,11 @@ class PSGLD(Langevin):
             flat["square_avg"].mul_(alpha).addcmul_(drift, drift, value=1.0 - alpha)
             flat["v_steps"] += 1
             self._compute_precond()
-        elif flat["frozen"] and flat["precond_sqrt"] is None:
-            flat["precond_sqrt"] = flat["precond"].sqrt()
         return flat["precond"]
 
     def _sqrt_preconditioner(self) -> Tensor:
-        flat = self.flat
-        return flat["precond_sqrt"] if flat["precond_sqrt"] is not None else flat["precond"].sqrt()
+        precond = self.flat["precond"]
+        return self._derived("precond_sqrt", (precond,), lambda: (precond.sqrt(),))[0]
 
 
 class PaperSGLD(Adam):
