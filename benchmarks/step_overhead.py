@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import lightning as L
 import torch
@@ -56,9 +57,9 @@ from dip_lightning.nets.chains import chain_parameters, copy_chains, set_streams
 from dip_lightning.nets.variational import VariationalWeights
 from dip_lightning.optim.sgld import FlatLayout, Langevin, fill_normal_
 from dip_lightning.strategies import SGD, SGLD, MCDropout, MeanFieldVI
-from dip_lightning.strategies.sgld import DIAGNOSE_EVERY
 from dip_lightning.tasks import Denoise
 from dip_lightning.tasks.base import chain_psnr, psnr
+from dip_lightning.tasks.noise import GaussianNoise
 from dip_lightning.tracking import ArgBest
 
 WIDTH, DEPTH, SIGMA, JITTER, THIN, LOG_EVERY = 64, 5, 25 / 255, 1 / 30, 10, 10
@@ -231,17 +232,15 @@ def bare_sgd(bare: Bare, name: str, step: int, state: dict) -> None:
                 state["good_psnr"] = torch.where(good, current, state["good_psnr"])
 
 
-def langevin_optimizer(name: str, params: list[torch.Tensor], temperature: float,
-                       generators: list[torch.Generator], chain_losses: Callable[[], torch.Tensor], burn_in: int,
-                       diagnose_every: int = math.gcd(DIAGNOSE_EVERY, LOG_EVERY)) -> Langevin:
-    """The case's sampler as `fit` builds it: the MH gauge every 10 steps; MALA for `psgld-mh`, adjusting from
-    half the burn-in and adapting its step until the burn-in's end."""
-    common = dict(temperature=temperature, prior_std=1.0, generator=generators, chain_losses=chain_losses,
-                  diagnose_every=diagnose_every, metropolis=name == "psgld-mh", warmup_steps=burn_in // 2,
-                  adapt_until=burn_in)
-    if name == "sgld":
-        return optim.SGLD(params, lr=3.0, **common)
-    return optim.PSGLD(params, lr=0.01, eps=1e-4, **common)
+def langevin_optimizer(name: str, bare: Bare, burn_in: int) -> tuple[Langevin, SimpleNamespace]:
+    """The case's sampler as `fit` builds it, by the case's strategy (`strategy_of`), from what its
+    `configure_optimizer` reads of a task: (the sampler, that task view, whose `chain_loss` the step sets)."""
+    task = SimpleNamespace(net=bare.net, generators=bare.generators, num_observed=bare.noisy.numel(),
+                           noise_model=GaussianNoise((SIGMA,), (SIGMA,), floor=0.0),
+                           hparams=SimpleNamespace(reg_noise_std=bare.jitter),
+                           _trainer=SimpleNamespace(log_every_n_steps=LOG_EVERY),
+                           chain_loss=torch.zeros(bare.z.shape[0], dtype=torch.float64, device=bare.z.device))
+    return strategy_of(name, bare.z.shape[0], burn_in).configure_optimizer(task), task
 
 
 def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) -> None:
@@ -251,8 +250,7 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) ->
     if not state:
         state["moments"] = ChainMoments(chains, 2, 10**6, (3, *bare.z.shape[2:])).to(bare.z.device)
         state["sample"] = torch.zeros(chains, 3, *bare.z.shape[2:], device=bare.z.device)
-        state["opt"] = langevin_optimizer(name, bare.params, bare.temperature, bare.generators, lambda: state["loss"],
-                                          burn_in=warmup)
+        state["opt"], state["task"] = langevin_optimizer(name, bare, burn_in=warmup)
     opt = state["opt"]
     if step == warmup and isinstance(opt, optim.PSGLD):
         opt.freeze_preconditioner()  # as after burn-in
@@ -261,7 +259,7 @@ def bare_langevin(bare: Bare, name: str, step: int, state: dict, warmup: int) ->
     out, loss = bare.loss()
     loss.sum().backward()
     with torch.no_grad():
-        state["loss"] = loss.detach().double()
+        state["task"].chain_loss = loss.detach().double()
         opt.step()
         out = out.detach()
         bare_track(bare, out, step, state)
@@ -300,14 +298,13 @@ def time_langevin_steps(chains: int, steps: int, warmup: int, device: torch.devi
     times = []
     for by_hand in (False, True):
         bare = Bare("psgld", 64, chains, device)
-        params = [p.detach() for p in bare.params]
+        params = [p.detach() for p in bare.params] if by_hand else bare.params  # by hand: in-place ops on leaves
         for p in params:
             p.grad = torch.randn_like(p) * 1e-3
         opt, state = None, {}
         if not by_hand:
-            opt = langevin_optimizer("psgld", params, bare.temperature, bare.generators,  # no MH gauge: as by hand
-                                     lambda: torch.zeros(chains, dtype=torch.float64, device=device), burn_in=0,
-                                     diagnose_every=steps + 1)
+            opt, _ = langevin_optimizer("psgld", bare, burn_in=0)
+            opt.diagnose_every = steps + 1  # no MH gauge: as by hand
             opt.freeze_preconditioner()
         for step in range(steps):
             if step == warmup:
