@@ -4,8 +4,8 @@ COMMANDS names every command with its one-line summary: `fit` is a LightningCLI 
 network and strategy, a datamodule, a Trainer); the others are plain functions of their arguments, each
 imported when it runs, so that this module imports neither torch nor Lightning and `--help` answers at once.
 Options of every command: `--threads N` (CPU threads, see `threads.py`) and `--verbose` (the parser's full
-report on a config error). A bare config name is looked up in `configs/`, and a config file that is not
-valid YAML is refused with its line. Each run writes into its own directory under
+report on a config error). Commands that run torch keep freed memory in the heap (`allocator.py`). A bare
+config name is looked up in `configs/`, and a config file that is not valid YAML is refused with its line. Each run writes into its own directory under
 `trainer.default_root_dir` (a resumed run into the directory of its checkpoint); the last line printed is
 `outputs: <run dir>`. Exit status: 0, 2 for bad input (one or two `error:` lines), 1 for a run that
 finished without a valid result (its files written), 130 after Ctrl+C.
@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .config_errors import check_yaml
 from .errors import InputError
 from .quiet import one_line_warnings, silence_library_noise
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         command, args = COMMANDS[argv[0]], resolve_config_args(argv[1:])
         if command.runs_torch:
             apply_threads(threads)
+            keep_freed_memory()
             silence_library_noise()
             one_line_warnings()
         run_dir = command.run(args)
