@@ -298,8 +298,7 @@ def time_langevin_steps(chains: int, steps: int, warmup: int, device: torch.devi
     times = []
     for by_hand in (False, True):
         bare = Bare("psgld", 64, chains, device)
-        params = [p.detach() for p in bare.params] if by_hand else bare.params  # by hand: in-place ops on leaves
-        for p in params:
+        for p in bare.params:
             p.grad = torch.randn_like(p) * 1e-3
         opt, state = None, {}
         if not by_hand:
@@ -310,7 +309,8 @@ def time_langevin_steps(chains: int, steps: int, warmup: int, device: torch.devi
             if step == warmup:
                 start = clock(device)
             if by_hand:
-                langevin_step_by_hand(params, bare.temperature, bare.generators, state)
+                with torch.no_grad():  # as the optimizer's step
+                    langevin_step_by_hand(bare.params, bare.temperature, bare.generators, state)
             else:
                 opt.step()
         times.append((clock(device) - start) / (steps - warmup))
