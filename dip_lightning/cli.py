@@ -5,10 +5,10 @@ network and strategy, a datamodule, a Trainer); the others are plain functions o
 imported when it runs, so that this module imports neither torch nor Lightning and `--help` answers at once.
 Options of every command: `--threads N` (CPU threads, see `threads.py`) and `--verbose` (the parser's full
 report on a config error). Commands that run torch keep freed memory in the heap (`allocator.py`). A bare
-config name is looked up in `configs/`, and a config file that is not valid YAML is refused with its line. Each run writes into its own directory under
-`trainer.default_root_dir` (a resumed run into the directory of its checkpoint); the last line printed is
-`outputs: <run dir>`. Exit status: 0, 2 for bad input (one or two `error:` lines), 1 for a run that
-finished without a valid result (its files written), 130 after Ctrl+C.
+config name is looked up in `configs/`, and a config file that is not valid YAML is refused with its line.
+Each run writes into its own directory under `trainer.default_root_dir` (a resumed run into the directory of
+its checkpoint); the last line printed is `outputs: <run dir>`. Exit status: 0, 2 for bad input (one or two
+`error:` lines), 1 for a run that finished without a valid result (its files written), 130 after Ctrl+C.
 """
 
 from __future__ import annotations
