@@ -4,7 +4,7 @@ A step's activations are freed and allocated again every step: at 256x256 with f
 gigabyte. glibc's defaults serve every block over 32 MiB with a fresh `mmap` and unmap it on free, so each
 step touches (and the kernel zeroes) new pages. With mmap off and no trimming, the blocks stay in the heap and
 are reused: large CPU steps then took 25-41% less time (docs/benchmarks.md, "Large images on a CPU"). The
-cost: the process keeps its peak memory until it ends, and that peak was 24-34% higher (a freed hole that
+cost: the process keeps its peak memory until it ends, and that peak was 24-34% higher (likely: a freed hole that
 fits no later block stays, so the heap grows). Blocks over 64 MiB that a thread other than the main one
 allocates are still mmapped (a thread's heap is at most 64 MiB); torch runs a CPU step's forward and backward
 on the calling thread.
