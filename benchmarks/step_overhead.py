@@ -63,7 +63,9 @@ from dip_lightning.tasks.noise import GaussianNoise
 from dip_lightning.tracking import ArgBest
 
 WIDTH, DEPTH, SIGMA, JITTER, THIN, LOG_EVERY = 64, 5, 25 / 255, 1 / 30, 10, 10
-MAX_MSE_RATIO, GUARD_EVERY = 1e6, 25  # the guard's band (sigma²) and its check period (LangevinChain's default)
+# the guard's band (sigma²): it checks and saves states as shipped, but a net a few steps from its initialisation
+# does not leave it and stop the chains; and its check period (LangevinChain's default)
+MAX_MSE_RATIO, GUARD_EVERY = 1e6, 25
 STRATEGIES = ("sgd", "sgld", "psgld", "psgld-mh", "mcdropout", "mfvi")
 
 
@@ -162,7 +164,8 @@ class Bare:
         self.z = torch.rand(chains, 32, size, size, device=device) * 0.1
         self.generators = [torch.Generator(device).manual_seed(k) for k in range(chains)]
         self.params = list(self.net.parameters())
-        self.temperature = 2 * SIGMA**2 / self.noisy.numel()
+        self.noise_model = GaussianNoise((SIGMA,), (SIGMA,), floor=0.0)  # sigma known, as Denoise(sigma=25)
+        self.temperature = self.noise_model.temperature(1.0, self.noisy.numel())  # the Bayes posterior's T
         self.jitter = jitter_of(name)
 
     def loss(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,7 +239,7 @@ def langevin_optimizer(name: str, bare: Bare, burn_in: int) -> tuple[Langevin, S
     """The case's sampler as `fit` builds it, by the case's strategy (`strategy_of`), from what its
     `configure_optimizer` reads of a task: (the sampler, that task view, whose `chain_loss` the step sets)."""
     task = SimpleNamespace(net=bare.net, generators=bare.generators, num_observed=bare.noisy.numel(),
-                           noise_model=GaussianNoise((SIGMA,), (SIGMA,), floor=0.0),
+                           noise_model=bare.noise_model,
                            hparams=SimpleNamespace(reg_noise_std=bare.jitter),
                            _trainer=SimpleNamespace(log_every_n_steps=LOG_EVERY),
                            chain_loss=torch.zeros(bare.z.shape[0], dtype=torch.float64, device=bare.z.device))
